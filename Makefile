@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+NETNS := scripts/netns-run
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint typecheck imports unit integration clean assets
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, from the local CPU wheel: nothing later may resolve a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	# DeepSpeed builds against the installed torch (no isolated build env).
+	$(PIP) install -q --no-build-isolation 'deepspeed==0.19.8' 'torch==2.13.0'
+	touch $@
+
+demo: setup
+	$(NETNS) $(VENV)/bin/tuneforge demo --output demo-output
+
+lint: setup
+	$(VENV)/bin/ruff check sdk operator trainer serving tests benchmarks examples
+	$(VENV)/bin/ruff format --check sdk operator trainer serving tests benchmarks examples
+
+typecheck: setup
+	$(VENV)/bin/mypy sdk/tuneforge operator/tuneforge_operator
+
+imports: setup
+	$(VENV)/bin/lint-imports
+
+test: lint typecheck imports
+	$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output

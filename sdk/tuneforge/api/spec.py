@@ -1,0 +1,296 @@
+"""The FineTuneJob spec: what to train, on what, with which resources.
+
+Field-level limits (ranges, enums, patterns) are mirrored by the generated CRD schema.
+Cross-field rules live in `FineTuneJobSpec`'s validator and, for the API server, in the
+`anyOf` rules of `tuneforge.api.crd_rules`; both name the field and the fix.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field, field_validator, model_validator
+
+from tuneforge.api.base import ApiModel
+
+DEFAULT_BASE_MODEL = "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+
+
+class Method(str, Enum):
+    """The fine-tuning method."""
+
+    LORA = "lora"
+    DREAMBOOTH = "dreambooth"
+    TEXTUAL_INVERSION = "textualInversion"
+
+
+class Strategy(str, Enum):
+    """How the model is spread over the workers."""
+
+    DDP = "ddp"
+    FSDP = "fsdp"
+    DEEPSPEED = "deepspeed"
+
+
+class MixedPrecision(str, Enum):
+    """Mixed precision for the forward pass; CPUs always train in fp32."""
+
+    NO = "no"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class LrScheduler(str, Enum):
+    """Learning-rate schedule (diffusers' `get_scheduler` names)."""
+
+    CONSTANT = "constant"
+    CONSTANT_WITH_WARMUP = "constant_with_warmup"
+    LINEAR = "linear"
+    COSINE = "cosine"
+    COSINE_WITH_RESTARTS = "cosine_with_restarts"
+    POLYNOMIAL = "polynomial"
+
+
+class BaseModelSpec(ApiModel):
+    """The Stable Diffusion 1.5 checkpoint to start from (a diffusers folder)."""
+
+    uri: str = Field(default=DEFAULT_BASE_MODEL, min_length=1, pattern=r"^(hf://|s3://|/|file://|\./).+")
+    """Where the diffusers folder lives: `hf://org/name`, `s3://bucket/prefix`, or a local path (embedded mode)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) for `hf://` URIs; ignored otherwise."""
+
+
+class DatasetSpec(ApiModel):
+    """The training images and how they are prepared."""
+
+    uri: str = Field(min_length=1, pattern=r"^(s3://|/|file://|\./).+")
+    """Folder of images: `s3://bucket/prefix` or a local path. A `<image>.txt` beside an image is its caption."""
+    instance_prompt: str | None = Field(default=None, min_length=1)
+    """Prompt used for images without a caption file, e.g. `a photo of sks dog`."""
+    class_prompt: str | None = Field(default=None, min_length=1)
+    """Prompt of the class for DreamBooth prior preservation, e.g. `a photo of a dog`."""
+    class_data_uri: str | None = Field(default=None, pattern=r"^(s3://|/|file://|\./).+")
+    """Folder of class images; missing ones are generated with the base model."""
+    num_class_images: int = Field(default=100, ge=1, le=10000)
+    """Number of class images for prior preservation."""
+    resolution: int = Field(default=512, ge=8, le=2048, multiple_of=8)
+    """Training resolution in pixels (square); a multiple of 8 (the VAE downsamples by 8)."""
+    center_crop: bool = True
+    """Center-crop to a square before resizing (random crop when false)."""
+    random_flip: bool = False
+    """Randomly flip images horizontally."""
+
+
+class TrainingSpec(ApiModel):
+    """Optimisation settings shared by all methods."""
+
+    max_steps: int = Field(default=500, ge=1, le=1_000_000)
+    """Number of optimizer steps."""
+    learning_rate: float = Field(default=1e-4, gt=0, le=1)
+    """Peak learning rate."""
+    batch_size: int = Field(default=1, ge=1, le=512)
+    """Images per worker per forward pass."""
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    """Forward passes accumulated into one optimizer step."""
+    lr_scheduler: LrScheduler = LrScheduler.CONSTANT
+    """Learning-rate schedule."""
+    lr_warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps at the start of the schedule."""
+    mixed_precision: MixedPrecision = MixedPrecision.FP16
+    """Mixed precision on GPUs; ignored on CPU, which trains in fp32."""
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    """Seed for noise, timesteps, data order and initialisation."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory in the UNet (and text encoder when trained)."""
+    snr_gamma: float | None = Field(default=None, gt=0, le=100)
+    """Min-SNR weighting γ (5.0 is the paper's choice); unset means plain MSE."""
+    noise_offset: float = Field(default=0.0, ge=0, le=1)
+    """Noise offset added to the training noise (0 disables it)."""
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradient clipping norm."""
+    checkpoint_every_steps: int = Field(default=100, ge=1)
+    """Save a resumable checkpoint every N steps."""
+    cache_latents: bool = False
+    """Encode images with the VAE once before training (only without random flip or crop)."""
+
+
+class LoraSpec(ApiModel):
+    """LoRA settings (method `lora`, or `dreambooth` with `exportLora`)."""
+
+    rank: int = Field(default=4, ge=1, le=256)
+    """LoRA rank r (at least 1)."""
+    alpha: float = Field(default=4.0, gt=0, le=1024)
+    """LoRA alpha; the update is scaled by alpha / rank."""
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
+    """UNet module names (suffixes) that receive LoRA layers; default: attention projections."""
+    train_text_encoder: bool = False
+    """Also add LoRA layers to the text encoder's attention projections."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _no_blank_targets(cls, value: list[str]) -> list[str]:
+        if any(not item.strip() for item in value):
+            raise ValueError("lora.targetModules: names must not be empty; use e.g. ['to_q', 'to_v']")
+        return value
+
+
+class DreamBoothSpec(ApiModel):
+    """DreamBooth settings (method `dreambooth`)."""
+
+    prior_preservation: bool = False
+    """Add the class prior-preservation loss (needs `dataset.classPrompt`)."""
+    prior_loss_weight: float = Field(default=1.0, ge=0, le=100)
+    """Weight of the prior-preservation loss."""
+    train_text_encoder: bool = False
+    """Fine-tune the text encoder too."""
+    export_lora: bool = False
+    """Train a LoRA DreamBooth-style instead of the full UNet (uses the `lora` section)."""
+
+
+class TextualInversionSpec(ApiModel):
+    """Textual inversion settings (method `textualInversion`)."""
+
+    placeholder_token: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
+    """New token learned for the concept, e.g. `<sks-cat>`; must not already be in the vocabulary."""
+    initializer_token: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
+    """Existing single token whose embedding initialises the new vectors, e.g. `cat`."""
+    num_vectors: int = Field(default=1, ge=1, le=16)
+    """Number of embedding vectors for the concept."""
+
+
+class ResourcesSpec(ApiModel):
+    """The Ray cluster the job trains on."""
+
+    workers: int = Field(default=1, ge=1, le=256)
+    """Number of Ray Train workers (one process each)."""
+    gpus_per_worker: int = Field(default=1, ge=0, le=16)
+    """GPUs per worker; 0 trains on CPU."""
+    cpus_per_worker: int = Field(default=4, ge=1, le=256)
+    """CPUs per worker."""
+    memory_per_worker: str = Field(default="16Gi", pattern=QUANTITY_PATTERN)
+    """Memory per worker as a Kubernetes quantity, e.g. `16Gi`."""
+    accelerator_type: str | None = Field(default=None, min_length=1)
+    """Ray accelerator type to schedule on, e.g. `A100` (optional)."""
+    strategy: Strategy = Strategy.DDP
+    """Distribution strategy: `ddp`, `fsdp` (FSDP2) or `deepspeed` (ZeRO)."""
+
+
+class ValidationSpec(ApiModel):
+    """Validation images generated during training and logged to MLflow."""
+
+    prompts: list[str] = Field(default_factory=list)
+    """Prompts to render; empty disables validation images."""
+    negative_prompt: str = ""
+    """Negative prompt for validation images."""
+    every_steps: int = Field(default=0, ge=0)
+    """Render every N steps; 0 renders only at the end."""
+    num_images: int = Field(default=1, ge=1, le=16)
+    """Images per prompt."""
+    guidance_scale: float = Field(default=7.5, ge=0, le=50)
+    """Classifier-free guidance scale."""
+    steps: int = Field(default=25, ge=1, le=200)
+    """Denoising steps per validation image."""
+
+
+class OutputSpec(ApiModel):
+    """Where the result is registered."""
+
+    registered_model: str = Field(pattern=MODEL_NAME_PATTERN)
+    """MLflow registered model that receives the adapter as a new version."""
+    alias: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    """MLflow alias set on the new version, e.g. `candidate` (optional)."""
+
+
+class FineTuneJobSpec(ApiModel):
+    """What a FineTuneJob trains, on what data, with which resources."""
+
+    method: Method
+    """Fine-tuning method: `lora`, `dreambooth` or `textualInversion`."""
+    base_model: BaseModelSpec = Field(default_factory=BaseModelSpec)
+    """Base checkpoint (default: Stable Diffusion 1.5)."""
+    dataset: DatasetSpec
+    """Training images."""
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    """Optimisation settings."""
+    lora: LoraSpec | None = None
+    """LoRA settings; defaults apply when the method uses LoRA and this is unset."""
+    dreambooth: DreamBoothSpec | None = None
+    """DreamBooth settings; only with method `dreambooth`."""
+    textual_inversion: TextualInversionSpec | None = None
+    """Textual inversion settings; required with method `textualInversion`."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """Workers and strategy."""
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    """Validation images."""
+    output: OutputSpec
+    """Where the adapter is registered."""
+    runtime: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """Name of the platform-owned training runtime (image, Ray version, node placement)."""
+    suspend: bool = False
+    """Hold the job (or pause it: the Ray cluster is deleted and the job resumes from its checkpoint)."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """Fail the job when it runs longer than this (passed to the RayJob)."""
+    backoff_limit: int = Field(default=0, ge=0, le=100)
+    """Retries of the whole RayJob after a failure (passed to the RayJob)."""
+    queue_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63)
+    """Kueue LocalQueue to admit the job through (label `kueue.x-k8s.io/queue-name`)."""
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    """Seconds the finished Ray cluster is kept for inspection before it is deleted."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> FineTuneJobSpec:
+        for message in cross_field_errors(self):
+            raise ValueError(message)
+        return self
+
+    def effective_lora(self) -> LoraSpec | None:
+        """The LoRA settings in force, with defaults, or None when the method trains no LoRA."""
+        if self.method == Method.LORA or (
+            self.method == Method.DREAMBOOTH and self.dreambooth is not None and self.dreambooth.export_lora
+        ):
+            return self.lora or LoraSpec()
+        return None
+
+
+def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
+    """Every broken cross-field rule, as messages naming the field and the fix."""
+    errors: list[str] = []
+    method = spec.method
+    if method == Method.TEXTUAL_INVERSION and spec.textual_inversion is None:
+        errors.append(
+            "spec.textualInversion is required when method is textualInversion: "
+            "set textualInversion.placeholderToken (e.g. '<my-concept>') and initializerToken"
+        )
+    if method != Method.TEXTUAL_INVERSION and spec.textual_inversion is not None:
+        errors.append(
+            f"spec.textualInversion is only used with method textualInversion (method is {method.value}): "
+            "remove it or change the method"
+        )
+    if method != Method.DREAMBOOTH and spec.dreambooth is not None:
+        errors.append(
+            f"spec.dreambooth is only used with method dreambooth (method is {method.value}): "
+            "remove it or change the method"
+        )
+    uses_lora = method == Method.LORA or (
+        method == Method.DREAMBOOTH and spec.dreambooth is not None and spec.dreambooth.export_lora
+    )
+    if spec.lora is not None and not uses_lora:
+        errors.append(
+            "spec.lora is only used with method lora or dreambooth with exportLora: true: "
+            "remove it or change the method"
+        )
+    if spec.dreambooth is not None and spec.dreambooth.prior_preservation and not spec.dataset.class_prompt:
+        errors.append(
+            "spec.dataset.classPrompt is required when dreambooth.priorPreservation is true: "
+            "set it to the class, e.g. 'a photo of a dog', or disable priorPreservation"
+        )
+    if spec.training.lr_warmup_steps > spec.training.max_steps:
+        errors.append(
+            "spec.training.lrWarmupSteps must not exceed training.maxSteps: lower the warm-up"
+        )
+    return errors
