@@ -15,33 +15,48 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Endpoints and credentials for S3, MLflow, Ray and Kubernetes."""
 
-    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TUNEFORGE_", extra="ignore", populate_by_name=True
+    )
 
     home: Path = Field(default_factory=lambda: Path.home() / ".tuneforge")
     """Embedded mode's state directory (MLflow store, artifacts, job records, caches)."""
     s3_endpoint: str | None = Field(
-        default=None, validation_alias=AliasChoices("TUNEFORGE_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+        default=None,
+        validation_alias=AliasChoices(
+            "TUNEFORGE_S3_ENDPOINT", "MLFLOW_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"
+        ),
     )
     """S3 endpoint, `host:port` or a URL (`http://host:port` means no TLS)."""
-    s3_access_key: str | None = Field(default=None, validation_alias=AliasChoices("TUNEFORGE_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
+    s3_access_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+    )
     """S3 access key."""
     s3_secret_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("TUNEFORGE_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+        default=None,
+        validation_alias=AliasChoices("TUNEFORGE_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
     )
     """S3 secret key."""
     s3_secure: bool | None = None
     """Use TLS for S3; by default taken from the endpoint's scheme (https) or false."""
-    s3_region: str | None = Field(default=None, validation_alias=AliasChoices("TUNEFORGE_S3_REGION", "AWS_DEFAULT_REGION"))
+    s3_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_S3_REGION", "AWS_DEFAULT_REGION")
+    )
     """S3 region (optional)."""
     mlflow_tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("TUNEFORGE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
+        default=None,
+        validation_alias=AliasChoices("TUNEFORGE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
     """MLflow tracking URI; embedded mode defaults to a SQLite store under `home`."""
-    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("TUNEFORGE_RAY_ADDRESS", "RAY_ADDRESS"))
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_RAY_ADDRESS", "RAY_ADDRESS")
+    )
     """Ray cluster to join; unset starts a local Ray in embedded mode."""
     namespace: str = "default"
     """Kubernetes namespace for the SDK's Kubernetes backend."""
-    kubeconfig: str | None = Field(default=None, validation_alias=AliasChoices("TUNEFORGE_KUBECONFIG", "KUBECONFIG"))
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("TUNEFORGE_KUBECONFIG", "KUBECONFIG")
+    )
     """Kubeconfig file for the Kubernetes backend (in-cluster config when unset and available)."""
     backend: str = "local"
     """SDK backend: `local` (embedded) or `kubernetes`."""
@@ -49,7 +64,9 @@ class Settings(BaseSettings):
     def s3_host_and_secure(self) -> tuple[str, bool]:
         """The endpoint as minio wants it (`host:port`) and whether to use TLS."""
         if not self.s3_endpoint:
-            raise ValueError("S3 is not configured: set TUNEFORGE_S3_ENDPOINT (and TUNEFORGE_S3_ACCESS_KEY/SECRET_KEY)")
+            raise ValueError(
+                "S3 is not configured: set TUNEFORGE_S3_ENDPOINT (and TUNEFORGE_S3_ACCESS_KEY/SECRET_KEY)"
+            )
         endpoint = self.s3_endpoint
         secure = endpoint.startswith("https://")
         for scheme in ("http://", "https://"):

@@ -33,14 +33,23 @@ SPEC_RULES: list[dict[str, Any]] = [
             _absent("lora"),
             {
                 "required": ["dreambooth"],
-                "properties": {"dreambooth": {"required": ["exportLora"], "properties": {"exportLora": {"enum": [True]}}}},
+                "properties": {
+                    "dreambooth": {
+                        "required": ["exportLora"],
+                        "properties": {"exportLora": {"enum": [True]}},
+                    }
+                },
             },
         ]
     },
     # prior preservation needs a class prompt.
     {
         "anyOf": [
-            {"properties": {"dreambooth": {"properties": {"priorPreservation": {"enum": [False]}}}}},
+            {
+                "properties": {
+                    "dreambooth": {"properties": {"priorPreservation": {"enum": [False]}}}
+                }
+            },
             {"properties": {"dataset": {"required": ["classPrompt"]}}},
         ]
     },

@@ -80,7 +80,9 @@ def load_job(source: str | Path | dict[str, Any]) -> FineTuneJob:
 
 def load_jobs(source: str | Path) -> list[FineTuneJob]:
     """Validate every FineTuneJob document in a YAML/JSON string or file."""
-    text = Path(source).read_text() if isinstance(source, Path) or _looks_like_path(source) else source
+    text = (
+        Path(source).read_text() if isinstance(source, Path) or _looks_like_path(source) else source
+    )
     docs: Iterable[Any] = yaml.safe_load_all(text)
     return [FineTuneJob.model_validate(doc) for doc in docs if doc is not None]
 
@@ -89,7 +91,9 @@ def _looks_like_path(text: str) -> bool:
     return "\n" not in text and not text.lstrip().startswith("{") and Path(text).is_file()
 
 
-def dump_job(job: FineTuneJob, fmt: Literal["yaml", "json"] = "yaml", include_status: bool = False) -> str:
+def dump_job(
+    job: FineTuneJob, fmt: Literal["yaml", "json"] = "yaml", include_status: bool = False
+) -> str:
     """Serialize a job as YAML or JSON (camelCase)."""
     manifest = job.to_manifest(include_status=include_status)
     if fmt == "json":

@@ -57,7 +57,9 @@ class LrScheduler(str, Enum):
 class BaseModelSpec(ApiModel):
     """The Stable Diffusion 1.5 checkpoint to start from (a diffusers folder)."""
 
-    uri: str = Field(default=DEFAULT_BASE_MODEL, min_length=1, pattern=r"^(hf://|s3://|/|file://|\./).+")
+    uri: str = Field(
+        default=DEFAULT_BASE_MODEL, min_length=1, pattern=r"^(hf://|s3://|/|file://|\./).+"
+    )
     """Where the diffusers folder lives: `hf://org/name`, `s3://bucket/prefix`, or a local path (embedded mode)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) for `hf://` URIs; ignored otherwise."""
@@ -126,7 +128,9 @@ class LoraSpec(ApiModel):
     """LoRA alpha; the update is scaled by alpha / rank."""
     dropout: float = Field(default=0.0, ge=0, lt=1)
     """Dropout on the LoRA branch."""
-    target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS), min_length=1
+    )
     """UNet module names (suffixes) that receive LoRA layers; default: attention projections."""
     train_text_encoder: bool = False
     """Also add LoRA layers to the text encoder's attention projections."""
@@ -135,7 +139,9 @@ class LoraSpec(ApiModel):
     @classmethod
     def _no_blank_targets(cls, value: list[str]) -> list[str]:
         if any(not item.strip() for item in value):
-            raise ValueError("lora.targetModules: names must not be empty; use e.g. ['to_q', 'to_v']")
+            raise ValueError(
+                "lora.targetModules: names must not be empty; use e.g. ['to_q', 'to_v']"
+            )
         return value
 
 
@@ -229,7 +235,9 @@ class FineTuneJobSpec(ApiModel):
     """Validation images."""
     output: OutputSpec
     """Where the adapter is registered."""
-    runtime: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    runtime: str = Field(
+        default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63
+    )
     """Name of the platform-owned training runtime (image, Ray version, node placement)."""
     suspend: bool = False
     """Hold the job (or pause it: the Ray cluster is deleted and the job resumes from its checkpoint)."""
@@ -237,7 +245,9 @@ class FineTuneJobSpec(ApiModel):
     """Fail the job when it runs longer than this (passed to the RayJob)."""
     backoff_limit: int = Field(default=0, ge=0, le=100)
     """Retries of the whole RayJob after a failure (passed to the RayJob)."""
-    queue_name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63)
+    queue_name: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63
+    )
     """Kueue LocalQueue to admit the job through (label `kueue.x-k8s.io/queue-name`)."""
     ttl_seconds_after_finished: int = Field(default=3600, ge=0)
     """Seconds the finished Ray cluster is kept for inspection before it is deleted."""
@@ -251,7 +261,9 @@ class FineTuneJobSpec(ApiModel):
     def effective_lora(self) -> LoraSpec | None:
         """The LoRA settings in force, with defaults, or None when the method trains no LoRA."""
         if self.method == Method.LORA or (
-            self.method == Method.DREAMBOOTH and self.dreambooth is not None and self.dreambooth.export_lora
+            self.method == Method.DREAMBOOTH
+            and self.dreambooth is not None
+            and self.dreambooth.export_lora
         ):
             return self.lora or LoraSpec()
         return None
@@ -284,7 +296,11 @@ def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
             "spec.lora is only used with method lora or dreambooth with exportLora: true: "
             "remove it or change the method"
         )
-    if spec.dreambooth is not None and spec.dreambooth.prior_preservation and not spec.dataset.class_prompt:
+    if (
+        spec.dreambooth is not None
+        and spec.dreambooth.prior_preservation
+        and not spec.dataset.class_prompt
+    ):
         errors.append(
             "spec.dataset.classPrompt is required when dreambooth.priorPreservation is true: "
             "set it to the class, e.g. 'a photo of a dog', or disable priorPreservation"

@@ -63,7 +63,9 @@ class Condition(ApiModel):
     """Condition type, e.g. `Succeeded`."""
     status: ConditionStatus
     """`True`, `False` or `Unknown`."""
-    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    )
     """One CamelCase word for programs."""
     message: str = Field(default="", max_length=32768)
     """Human-readable detail."""
@@ -134,7 +136,12 @@ class FineTuneJobStatus(ApiModel):
         key = type_.value if isinstance(type_, ConditionType) else type_
         reason_text = reason.value if isinstance(reason, Reason) else reason
         current = self.condition(key)
-        if current is not None and (current.status, current.reason, current.message, current.observed_generation) == (
+        if current is not None and (
+            current.status,
+            current.reason,
+            current.message,
+            current.observed_generation,
+        ) == (
             status,
             reason_text,
             message,
@@ -148,11 +155,17 @@ class FineTuneJobStatus(ApiModel):
             message=message,
             observed_generation=observed_generation,
             last_transition_time=(
-                current.last_transition_time if current is not None and current.status == status else now_rfc3339()
+                current.last_transition_time
+                if current is not None and current.status == status
+                else now_rfc3339()
             ),
         )
         others = [c for c in self.conditions if c.type != key]
-        self.conditions = [*others, new] if current is None else [new if c.type == key else c for c in self.conditions]
+        self.conditions = (
+            [*others, new]
+            if current is None
+            else [new if c.type == key else c for c in self.conditions]
+        )
         return True
 
     def is_finished(self) -> bool:

@@ -29,7 +29,12 @@ def _register_optional_groups() -> None:
     """Attach command groups that other modules define (kept import-light)."""
     import importlib
 
-    for module_name in ("tuneforge.cli.assets", "tuneforge.cli.jobs", "tuneforge.cli.serve"):
+    for module_name in (
+        "tuneforge.cli.assets",
+        "tuneforge.cli.jobs",
+        "tuneforge.cli.serve",
+        "tuneforge.cli.demo",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
