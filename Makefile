@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 NETNS := scripts/netns-run
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck imports unit integration clean assets
+.PHONY: setup demo test lint typecheck imports kube-assets clean
 
 setup: $(VENV)/.installed
 
@@ -33,8 +33,13 @@ typecheck: setup
 imports: setup
 	$(VENV)/bin/lint-imports
 
-test: lint typecheck imports
-	$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
+# The kube-apiserver for the operator's tests is built (or found in the cache) before entering
+# the private network namespace, where apt-get cannot reach the archive.
+kube-assets:
+	@scripts/build-kube-assets.sh >/dev/null
+
+test: lint typecheck imports kube-assets
+	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" $(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
