@@ -1,7 +1,7 @@
 """Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
 
 The pydantic JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schema:
-references inlined, `Optional` as `nullable`, JSON-Schema-2020 exclusive bounds as
+references inlined, `Optional` as `nullable`, no empty-string defaults (1.20 refuses them), JSON-Schema-2020 exclusive bounds as
 OpenAPI 3.0 booleans, titles dropped, descriptions kept. No CEL (`x-kubernetes-validations`):
 cross-field rules are `anyOf` value validations (`crd_rules`).
 """
@@ -72,7 +72,9 @@ def _structural(node: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             node[plain] = value
             node[bound] = True
-    if node.get("default", 0) is None:
+    # No `default: null`, and no `default: ""`: the 1.20 apiserver refuses empty-string
+    # defaults ("must be of type string: null"); the models apply that default anyway.
+    if node.get("default", 0) is None or node.get("default") == "":
         del node["default"]
     if (
         node.get("type") == "object"
