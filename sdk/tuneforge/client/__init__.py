@@ -1,0 +1,30 @@
+"""The TuneForge SDK: `Client`, its backends, builders and the types it returns."""
+
+from tuneforge.client.adapters import AdapterVersion, RegisteredAdapter
+from tuneforge.client.backend import JobBackend, JobEvent
+from tuneforge.client.builders import (
+    cpu_resources,
+    dreambooth_job,
+    lora_job,
+    textual_inversion_job,
+)
+from tuneforge.client.client import Client
+from tuneforge.client.progress import TrainingProgress, parse_progress_line
+from tuneforge.client.state import JobProgress, JobState, job_state
+
+__all__ = [
+    "AdapterVersion",
+    "Client",
+    "JobBackend",
+    "JobEvent",
+    "JobProgress",
+    "JobState",
+    "RegisteredAdapter",
+    "TrainingProgress",
+    "cpu_resources",
+    "dreambooth_job",
+    "job_state",
+    "lora_job",
+    "parse_progress_line",
+    "textual_inversion_job",
+]

@@ -1,0 +1,156 @@
+"""`tuneforge.Client`: submit, follow and manage FineTuneJobs, and manage registered adapters.
+
+    import tuneforge
+    from tuneforge.client.builders import lora_job
+
+    client = tuneforge.Client()                  # backend from TUNEFORGE_BACKEND (local by default)
+    name = client.submit(lora_job("dog", "./data/dog", "a photo of sks dog",
+                                  registered_model="dog-lora", steps=200))
+    job = client.wait(name, timeout=3600, callback=lambda p: print(p.step, p.loss))
+    for line in client.logs(name, follow=False):
+        ...
+
+The SDK never prints; it returns data and raises the errors in `tuneforge.errors`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, load_job
+from tuneforge.client.adapters import AdapterCatalog, RegisteredAdapter
+from tuneforge.client.backend import JobBackend, JobEvent
+from tuneforge.client.state import JobProgress
+from tuneforge.errors import ConfigurationError, JobFailedError, WaitTimeoutError
+from tuneforge.settings import Settings
+
+BACKENDS = ("local", "kubernetes")
+DEFAULT_POLL_INTERVAL_S = 1.0
+
+JobSource = FineTuneJob | dict[str, Any] | str | Path
+
+
+def make_backend(settings: Settings, namespace: str | None = None) -> JobBackend:
+    """The backend named by `settings.backend`."""
+    if settings.backend == "local":
+        from tuneforge.embedded.backend import LocalBackend
+
+        return LocalBackend(settings)
+    if settings.backend == "kubernetes":
+        from tuneforge.client.kubernetes_backend import KubernetesBackend
+
+        return KubernetesBackend(settings, namespace=namespace)
+    raise ConfigurationError(
+        f"unknown backend {settings.backend!r} (TUNEFORGE_BACKEND / --backend): "
+        f"use one of {', '.join(BACKENDS)}"
+    )
+
+
+class Client:
+    """Submit and follow FineTuneJobs on a backend, and manage registered adapters."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backend: str | JobBackend | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        """Use `settings` (default: from the environment) and a backend.
+
+        `backend` is `"local"`, `"kubernetes"`, a `JobBackend` instance, or None for
+        `settings.backend`. `namespace` overrides `settings.namespace` (Kubernetes only).
+        """
+        self.settings = settings or Settings()
+        if isinstance(backend, str):
+            self.settings = self.settings.model_copy(update={"backend": backend})
+            backend = None
+        self.backend: JobBackend = (
+            backend if backend is not None else make_backend(self.settings, namespace)
+        )
+
+    def submit(self, job: JobSource) -> str:
+        """Validate and create a job (a FineTuneJob, a manifest dict, YAML text or a file)."""
+        return self.backend.submit(as_job(job))
+
+    def get(self, name: str) -> FineTuneJob:
+        """The job with its current status."""
+        return self.backend.get(name)
+
+    def list(self, selector: str | None = None) -> builtins.list[FineTuneJob]:
+        """Jobs, optionally filtered by a label selector such as `team=vision`."""
+        return self.backend.list(selector)
+
+    def delete(self, name: str) -> None:
+        """Delete a job (stopping it if it runs)."""
+        self.backend.delete(name)
+
+    def logs(self, name: str, follow: bool = True) -> Iterator[str]:
+        """The job's output, line by line; with `follow`, waits while pending and streams."""
+        return self.backend.logs(name, follow=follow)
+
+    def events(self, name: str) -> builtins.list[JobEvent]:
+        """The job's events, oldest first."""
+        return self.backend.events(name)
+
+    def progress(self, name: str) -> JobProgress:
+        """A snapshot of the job's state and progress."""
+        return JobProgress.of(self.get(name))
+
+    def wait(
+        self,
+        name: str,
+        timeout: float | None = None,
+        callback: Callable[[JobProgress], None] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL_S,
+    ) -> FineTuneJob:
+        """Wait until the job finishes; return it, or raise `JobFailedError`/`WaitTimeoutError`.
+
+        `callback` receives a `JobProgress` whenever the state or progress changes (and once
+        at the start). `timeout` is in seconds; None waits forever.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: JobProgress | None = None
+        while True:
+            job = self.get(name)
+            snapshot = JobProgress.of(job)
+            if callback is not None and snapshot != last:
+                callback(snapshot)
+            last = snapshot
+            if job.status is not None and job.status.is_finished():
+                return raise_if_failed(job)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(name, float(timeout or 0), job)
+            pause = poll_interval
+            if deadline is not None:
+                pause = max(0.0, min(pause, deadline - time.monotonic()))
+            time.sleep(pause)
+
+    def adapters(self) -> builtins.list[RegisteredAdapter]:
+        """Registered adapters (models, versions, aliases) in the configured MLflow."""
+        return AdapterCatalog(self.settings).list()
+
+    def promote(self, model: str, version: str | int, alias: str) -> None:
+        """Point `alias` (e.g. `production`) of a registered adapter at `version`."""
+        AdapterCatalog(self.settings).promote(model, version, alias)
+
+
+def as_job(source: JobSource) -> FineTuneJob:
+    """A validated FineTuneJob from a model, a manifest dict, YAML/JSON text or a file path."""
+    if isinstance(source, FineTuneJob):
+        return source
+    if isinstance(source, Path):
+        return load_job(source)
+    return load_job(source)
+
+
+def raise_if_failed(job: FineTuneJob) -> FineTuneJob:
+    """Return a finished job, or raise `JobFailedError` when `Succeeded` is False."""
+    summary = job.status.condition(ConditionType.SUCCEEDED) if job.status else None
+    if summary is not None and summary.status == ConditionStatus.FALSE:
+        raise JobFailedError(job.name, summary.reason, summary.message, job)
+    return job

@@ -1,0 +1,142 @@
+"""Training progress: parsing the trainer's progress lines and estimating time left.
+
+The trainer prints progress on stdout. This parser is deliberately tolerant, so the SDK and
+the CLI keep working when the trainer's wording changes. It understands:
+
+- JSON objects with a `step` key, e.g. `{"event": "progress", "step": 3, "total_steps": 10,
+  "loss": 0.12}` (camelCase keys too);
+- `key=value` lines with a `step` key, e.g. `progress step=3/10 loss=0.1234 images_per_s=5.1`
+  or `step=3 total_steps=10 loss=0.12`, with any prefix (Ray's `(RayTrainWorker pid=1)`,
+  a logger's timestamp) before them.
+
+Anything else is an ordinary log line and yields `None`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+_KEY_VALUE = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+_STEP_OF_TOTAL = re.compile(r"^(\d+)/(\d+)$")
+
+_TOTAL_KEYS = ("total_steps", "totalSteps", "max_steps", "maxSteps", "total")
+_LOSS_KEYS = ("loss", "train_loss")
+_RATE_KEYS = ("images_per_s", "imagesPerS", "images_per_second", "img_per_s")
+_ETA_KEYS = ("eta_seconds", "etaSeconds", "eta_s", "eta")
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One progress observation of a training run."""
+
+    step: int
+    """Optimizer steps done."""
+    total_steps: int | None = None
+    """Optimizer steps in the job, when known."""
+    loss: float | None = None
+    """Latest training loss."""
+    images_per_s: float | None = None
+    """Training throughput."""
+    eta_seconds: float | None = None
+    """Estimated seconds until training ends."""
+
+    @property
+    def percent(self) -> int:
+        """Completion in whole percent (0 when the total is unknown)."""
+        if not self.total_steps:
+            return 0
+        return max(0, min(100, int(100 * self.step / self.total_steps)))
+
+
+def parse_progress_line(line: str) -> TrainingProgress | None:
+    """The progress in one line of trainer output, or None for an ordinary log line."""
+    text = line.strip()
+    if not text or "step" not in text:
+        return None
+    brace = text.find("{")
+    if brace >= 0 and text.endswith("}"):
+        try:
+            data = json.loads(text[brace:])
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return _from_mapping(data)
+    pairs = {key: value.rstrip(",;") for key, value in _KEY_VALUE.findall(text)}
+    return _from_mapping(pairs) if "step" in pairs else None
+
+
+def _from_mapping(data: dict[str, Any]) -> TrainingProgress | None:
+    if "step" not in data:
+        return None
+    raw_step = data["step"]
+    total = _first_number(data, _TOTAL_KEYS)
+    if isinstance(raw_step, str) and (match := _STEP_OF_TOTAL.match(raw_step)):
+        step = int(match.group(1))
+        total = float(match.group(2))
+    else:
+        step_number = _number(raw_step)
+        if step_number is None:
+            return None
+        step = int(step_number)
+    if step < 0:
+        return None
+    return TrainingProgress(
+        step=step,
+        total_steps=int(total) if total is not None and total > 0 else None,
+        loss=_first_number(data, _LOSS_KEYS),
+        images_per_s=_first_number(data, _RATE_KEYS),
+        eta_seconds=_first_number(data, _ETA_KEYS),
+    )
+
+
+def _first_number(data: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        if key in data:
+            value = _number(data[key])
+            if value is not None:
+                return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.rstrip("s"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class EtaEstimator:
+    """Fills in `eta_seconds` from the recent step rate when the trainer does not report it."""
+
+    def __init__(self, window: int = 20) -> None:
+        """Estimate from the last `window` observations."""
+        self._samples: deque[tuple[float, int]] = deque(maxlen=window)
+
+    def observe(self, progress: TrainingProgress, now: float | None = None) -> TrainingProgress:
+        """Record one observation; return it with an ETA when one can be estimated."""
+        stamp = time.monotonic() if now is None else now
+        if self._samples and progress.step < self._samples[-1][1]:
+            self._samples.clear()  # a restart from a checkpoint: old rates no longer apply
+        self._samples.append((stamp, progress.step))
+        if progress.eta_seconds is not None or not progress.total_steps:
+            return progress
+        first_time, first_step = self._samples[0]
+        elapsed, steps = stamp - first_time, progress.step - first_step
+        if steps <= 0 or elapsed <= 0:
+            return progress
+        remaining = max(0, progress.total_steps - progress.step)
+        return replace(progress, eta_seconds=remaining * elapsed / steps)

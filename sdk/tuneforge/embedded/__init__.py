@@ -1,0 +1,1 @@
+"""Embedded mode: the whole journey on one machine (local job runner, SQLite MLflow, Ray)."""
