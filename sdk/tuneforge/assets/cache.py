@@ -1,0 +1,77 @@
+"""A per-user cache of built tiny assets, shared by test runs, benchmarks and the demo.
+
+Folders are keyed by builder version and arguments (e.g. `tiny-model-v1-seed0`), built
+once and reused. Concurrent builders are safe: each builds in its own staging folder and
+publishes it with one rename; the loser of a race discards its copy and uses the winner's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tuneforge.assets.tiny_dataset import (
+    TINY_DATASET_VERSION,
+    build_tiny_dataset,
+    tiny_dataset_info,
+)
+from tuneforge.assets.tiny_model import TINY_MODEL_VERSION, build_tiny_model, tiny_model_info
+
+CACHE_ENV = "TUNEFORGE_ASSETS_CACHE"
+"""Environment variable that overrides the cache folder."""
+
+
+def assets_cache_dir() -> Path:
+    """`$TUNEFORGE_ASSETS_CACHE`, else `$XDG_CACHE_HOME/tuneforge/assets`, else `~/.cache/...`."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "tuneforge" / "assets"
+
+
+def cached_tiny_model(seed: int = 0, cache_dir: Path | None = None) -> Path:
+    """The tiny model for `seed`, built into the cache on first use."""
+    target = (cache_dir or assets_cache_dir()) / f"tiny-model-v{TINY_MODEL_VERSION}-seed{seed}"
+    info = tiny_model_info(target)
+    if info is not None and info.get("builder_version") == TINY_MODEL_VERSION:
+        return target
+    try:
+        # A folder without a valid marker is debris from an older layout: replace it.
+        build_tiny_model(target, seed=seed, overwrite=target.exists())
+    except FileExistsError:
+        if tiny_model_info(target) is None:
+            raise
+    return target
+
+
+def cached_tiny_dataset(
+    resolution: int = 64,
+    num_instance: int = 6,
+    num_class: int = 6,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> Path:
+    """The tiny dataset for these arguments, built into the cache on first use."""
+    name = (
+        f"tiny-dataset-v{TINY_DATASET_VERSION}-r{resolution}-i{num_instance}"
+        f"-c{num_class}-seed{seed}"
+    )
+    target = (cache_dir or assets_cache_dir()) / name
+    info = tiny_dataset_info(target)
+    if info is not None and info.get("builder_version") == TINY_DATASET_VERSION:
+        return target
+    try:
+        build_tiny_dataset(
+            target,
+            resolution=resolution,
+            num_instance=num_instance,
+            num_class=num_class,
+            seed=seed,
+            overwrite=target.exists(),
+        )
+    except FileExistsError:
+        if tiny_dataset_info(target) is None:
+            raise
+    return target

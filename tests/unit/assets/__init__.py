@@ -1,0 +1,1 @@
+"""Tests for the tiny assets (tuneforge.assets, `tuneforge assets`)."""
