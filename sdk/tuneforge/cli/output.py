@@ -237,3 +237,64 @@ def print_adapters(console: Console, adapters: list[RegisteredAdapter], fmt: Out
                 age(version.created),
             )
     console.print(table)
+
+
+class TrainingProgressBar:
+    """A rich progress bar of step, loss and ETA, fed by `TrainingProgress` or `JobProgress`."""
+
+    def __init__(self, console: Console, description: str, total_steps: int) -> None:
+        """A bar for one job of `total_steps` steps, printed on `console`."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("eta {task.fields[eta]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total_steps, loss="-", eta="-")
+
+    def __enter__(self) -> TrainingProgressBar:
+        """Start drawing."""
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop drawing (the last state stays on screen)."""
+        self._progress.stop()
+
+    def update(
+        self,
+        step: int,
+        total_steps: int | None,
+        loss: float | None,
+        eta_seconds: float | None,
+        description: str | None = None,
+    ) -> None:
+        """Show a new observation."""
+        fields: dict[str, Any] = {
+            "completed": step,
+            "loss": f"{loss:.4f}" if loss is not None else "-",
+            "eta": duration(eta_seconds),
+        }
+        if total_steps:
+            fields["total"] = total_steps
+        if description is not None:
+            fields["description"] = description
+        self._progress.update(self._task, **fields)
+
+    def log(self, text: str) -> None:
+        """Print a line above the bar."""
+        self._progress.console.print(text, highlight=False, markup=False)

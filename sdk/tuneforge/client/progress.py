@@ -3,13 +3,16 @@
 The trainer prints progress on stdout. This parser is deliberately tolerant, so the SDK and
 the CLI keep working when the trainer's wording changes. It understands:
 
-- JSON objects with a `step` key, e.g. `{"event": "progress", "step": 3, "total_steps": 10,
-  "loss": 0.12}` (camelCase keys too);
+- JSON objects with a `step` key, e.g. the trainer's
+  `tuneforge-progress {"event": "progress", "step": 3, "total_steps": 10, "loss": 0.12}`
+  (camelCase keys too; objects whose `event` is something else are not progress);
 - `key=value` lines with a `step` key, e.g. `progress step=3/10 loss=0.1234 images_per_s=5.1`
   or `step=3 total_steps=10 loss=0.12`, with any prefix (Ray's `(RayTrainWorker pid=1)`,
   a logger's timestamp) before them.
 
-Anything else is an ordinary log line and yields `None`.
+Anything else is an ordinary log line and yields `None`. The trainer's closing
+`tuneforge-result {...}` line (run id, registered model and version) is read by
+`parse_result_line`.
 """
 
 from __future__ import annotations
@@ -66,9 +69,53 @@ def parse_progress_line(line: str) -> TrainingProgress | None:
         except ValueError:
             data = None
         if isinstance(data, dict):
+            if data.get("event", "progress") != "progress":
+                return None
             return _from_mapping(data)
     pairs = {key: value.rstrip(",;") for key, value in _KEY_VALUE.findall(text)}
     return _from_mapping(pairs) if "step" in pairs else None
+
+
+RESULT_MARKER = "tuneforge-result"
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What the trainer reports when it finishes: its MLflow run and registered version."""
+
+    run_id: str | None = None
+    """MLflow run id."""
+    model_name: str | None = None
+    """Registered model name."""
+    model_version: str | None = None
+    """Registered version."""
+
+
+def parse_result_line(line: str) -> TrainingResult | None:
+    """The trainer's `tuneforge-result {...}` line, or None for any other line."""
+    start = line.find(RESULT_MARKER)
+    brace = line.find("{", start) if start >= 0 else -1
+    if brace < 0:
+        return None
+    try:
+        data = json.loads(line[brace:])
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+
+    def text(*keys: str) -> str | None:
+        for key in keys:
+            value = data.get(key)
+            if value is not None and not isinstance(value, (dict, list)):
+                return str(value)
+        return None
+
+    return TrainingResult(
+        run_id=text("run_id", "runId"),
+        model_name=text("model_name", "modelName", "registered_model", "registeredModel"),
+        model_version=text("model_version", "modelVersion", "version"),
+    )
 
 
 def _from_mapping(data: dict[str, Any]) -> TrainingProgress | None:

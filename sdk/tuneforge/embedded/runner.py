@@ -29,7 +29,13 @@ from tuneforge.api import (
 )
 from tuneforge.api.status import now_rfc3339
 from tuneforge.client.backend import JobEvent
-from tuneforge.client.progress import EtaEstimator, TrainingProgress, parse_progress_line
+from tuneforge.client.progress import (
+    EtaEstimator,
+    TrainingProgress,
+    TrainingResult,
+    parse_progress_line,
+    parse_result_line,
+)
 from tuneforge.embedded.environment import child_environment, prepare_home, tracking_uri
 from tuneforge.embedded.mlflow_result import find_job_result
 from tuneforge.embedded.records import JobRecordStore
@@ -71,6 +77,7 @@ class JobRunner:
         self.settings = settings
         self.command = list(command) if command is not None else trainer_command()
         self._process: subprocess.Popen[str] | None = None
+        self._reported: TrainingResult | None = None
 
     def run(
         self,
@@ -148,6 +155,7 @@ class JobRunner:
                     on_line(line)
                 parsed = parse_progress_line(line)
                 if parsed is None:
+                    self._reported = parse_result_line(line) or self._reported
                     continue
                 if parsed.total_steps is None:
                     parsed = TrainingProgress(
@@ -217,7 +225,14 @@ class JobRunner:
     ) -> FineTuneJob:
         job = self.store.load(name)
         result: MlflowStatus | None = None
-        if returncode == 0 and job.metadata.uid:
+        reported = self._reported
+        if reported is not None and reported.model_version:
+            result = MlflowStatus(
+                run_id=reported.run_id,
+                model_name=reported.model_name or job.spec.output.registered_model,
+                model_version=reported.model_version,
+            )
+        elif returncode == 0 and job.metadata.uid:
             result = find_job_result(tracking_uri(self.settings), job.metadata.uid, self.settings)
         failure = _failure_message(returncode, tail, interrupted)
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from tuneforge.client.progress import EtaEstimator, TrainingProgress, parse_progress_line
+from tuneforge.client.progress import (
+    EtaEstimator,
+    TrainingProgress,
+    TrainingResult,
+    parse_progress_line,
+    parse_result_line,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +84,23 @@ def test_eta_reported_by_the_trainer_wins_and_restarts_reset_the_rate() -> None:
     assert restarted.eta_seconds is None  # the old samples were dropped
     resumed = estimator.observe(TrainingProgress(step=4, total_steps=10), now=10.0)
     assert resumed.eta_seconds == pytest.approx(12.0)
+
+
+def test_the_trainers_own_line_format_parses() -> None:
+    line = (
+        '(RayTrainWorker pid=9) tuneforge-progress {"event": "progress", "step": 2, '
+        '"total_steps": 4, "loss": 0.5, "lr": 0.0001, "images_per_s": 3.2, "eta_seconds": null}'
+    )
+    assert parse_progress_line(line) == TrainingProgress(
+        step=2, total_steps=4, loss=0.5, images_per_s=3.2
+    )
+
+
+def test_result_lines_are_not_progress_but_parse_as_results() -> None:
+    line = 'tuneforge-result {"event": "result", "step": 4, "run_id": "abc", "model_name": "m", "model_version": 3}'
+    assert parse_progress_line(line) is None
+    assert parse_result_line(line) == TrainingResult(
+        run_id="abc", model_name="m", model_version="3"
+    )
+    assert parse_result_line("tuneforge-result not json") is None
+    assert parse_result_line("step=3") is None
