@@ -1,0 +1,274 @@
+"""The per-worker training loop, the same for every method and strategy.
+
+`train_worker(plan, context)` runs on each Ray Train worker (or alone, world size 1, in
+tests): load the base model, let the method prepare it, resume from the latest checkpoint,
+wrap it with the strategy, then step, log, checkpoint and validate until `maxSteps`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tuneforge.api import FineTuneJob
+from tuneforge.settings import Settings
+
+from tuneforge_trainer.batches import LatentEncoder, micro_batch_loss, micro_batches
+from tuneforge_trainer.checkpoints import (
+    ADAPTER_DIR,
+    read_checkpoint,
+    restore_trainable,
+    write_checkpoint,
+)
+from tuneforge_trainer.components import load_components
+from tuneforge_trainer.context import WorkerContext
+from tuneforge_trainer.data import ExampleSource, instance_root, read_records
+from tuneforge_trainer.export import export_adapter
+from tuneforge_trainer.inputs import materialize
+from tuneforge_trainer.methods import DreamBoothMethod, TrainingMethod, build_method
+from tuneforge_trainer.plan import WorkerPlan
+from tuneforge_trainer.progress import ProgressPrinter
+from tuneforge_trainer.strategies import TrainingStrategy, build_strategy
+from tuneforge_trainer.tracking import RunTracker
+
+
+@dataclass
+class WorkerOutcome:
+    """What one worker did."""
+
+    start_step: int
+    final_step: int
+    last_loss: float | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (the same on every rank, so initialisations agree)."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
+def step_generator(seed: int, rank: int, step: int, micro: int) -> torch.Generator:
+    """The noise/timestep generator of one micro-batch: reproducible across resumes."""
+    return torch.Generator().manual_seed(hash((seed, rank, step, micro)) & 0x7FFF_FFFF_FFFF)
+
+
+def build_sources(
+    method: TrainingMethod, dataset_dir: Path, class_dir: Path | None, seed: int
+) -> tuple[ExampleSource, ExampleSource | None]:
+    """Instance images with their prompts, and class images when prior preservation is on."""
+    dataset = method.spec.dataset
+    records = read_records(instance_root(dataset_dir))
+    prompts = [method.prompt_for(record.caption) for record in records]
+    instance = ExampleSource(
+        records, prompts, dataset.resolution, dataset.center_crop, dataset.random_flip, seed
+    )
+    classes = None
+    if method.uses_prior_preservation:
+        if class_dir is None:
+            raise ValueError("prior preservation needs class images (dataset.classDataUri)")
+        class_records = read_records(class_dir)[: dataset.num_class_images]
+        class_prompt = dataset.class_prompt or ""
+        classes = ExampleSource(
+            class_records,
+            [class_prompt] * len(class_records),
+            dataset.resolution,
+            dataset.center_crop,
+            dataset.random_flip,
+            seed + 1,
+        )
+    return instance, classes
+
+
+def make_lr_scheduler(job: FineTuneJob, optimizer: torch.optim.Optimizer, start: int) -> Any:
+    """diffusers' `get_scheduler` with warm-up, fast-forwarded to `start` steps."""
+    from diffusers.optimization import get_scheduler
+
+    training = job.spec.training
+    scheduler = get_scheduler(
+        training.lr_scheduler.value,
+        optimizer=optimizer,
+        num_warmup_steps=training.lr_warmup_steps,
+        num_training_steps=training.max_steps,
+    )
+    for _ in range(start):
+        optimizer.step()  # no gradients yet: a no-op that keeps the step order torch expects
+        scheduler.step()
+    return scheduler
+
+
+class _Trainer:
+    """State of one worker's run (split from `train_worker` to keep each step readable)."""
+
+    def __init__(self, plan: WorkerPlan, context: WorkerContext, settings: Settings):
+        self.plan = plan
+        self.context = context
+        self.world = context.world
+        self.job = plan.load_job()
+        self.spec = self.job.spec
+        self.settings = settings
+        self.tracker = (
+            RunTracker(plan.tracking_uri, plan.run_id)
+            if self.world.is_main and plan.tracking_uri and plan.run_id
+            else None
+        )
+
+    def setup(self) -> None:
+        torch.set_num_threads(self.plan.threads)
+        cache = self.plan.cache_path
+        self.model_dir = materialize(self.plan.model_uri, cache, self.settings)
+        dataset_dir = materialize(self.plan.dataset_uri, cache, self.settings)
+        class_dir = (
+            materialize(self.plan.class_data_uri, cache, self.settings)
+            if self.plan.class_data_uri
+            else None
+        )
+        training = self.spec.training
+        seed_everything(training.seed)
+        components = load_components(self.model_dir)
+        self.method = build_method(self.spec, components)
+        self.method.prepare()
+        if training.gradient_checkpointing:
+            self.method.enable_gradient_checkpointing()
+        model = self.method.denoiser()
+        self.trainable = self.method.trainable_names(model)
+        self.start_step = 0
+        with self.context.latest_checkpoint() as directory:
+            if directory is not None:
+                saved = read_checkpoint(directory)
+                restore_trainable(model, saved.tensors)
+                self.start_step = saved.step
+        device = self.world.device
+        model.to(device)
+        components.vae.to(device)
+        full_model = isinstance(self.method, DreamBoothMethod) and not self.method.export_lora
+        self.strategy: TrainingStrategy = build_strategy(
+            self.spec.resources.strategy, self.world, training, full_model=full_model
+        )
+        self.strategy.setup(model, self.trainable, self._optimizer)
+        assert self.strategy.optimizer is not None
+        self.lr_scheduler = make_lr_scheduler(self.job, self.strategy.optimizer, self.start_step)
+        self.instance, self.classes = build_sources(
+            self.method, dataset_dir, class_dir, training.seed
+        )
+        cacheable = training.cache_latents and self.instance.deterministic_pixels
+        self.encoder = LatentEncoder(components, device, cacheable)
+
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            params,
+            lr=self.spec.training.learning_rate,
+            betas=(0.9, 0.999),
+            weight_decay=self.method.weight_decay,
+            eps=1e-8,
+        )
+
+    def run(self) -> WorkerOutcome:
+        training = self.spec.training
+        accumulation = training.gradient_accumulation_steps
+        batches = micro_batches(
+            self.instance,
+            self.classes,
+            training.batch_size,
+            self.world.rank,
+            self.world.world_size,
+            skip=self.start_step * accumulation,
+        )
+        printer = ProgressPrinter(training.max_steps, self.start_step)
+        images_per_step = training.batch_size * accumulation * self.world.world_size
+        last_loss: float | None = None
+        last_saved = -1
+        for step in range(self.start_step + 1, training.max_steps + 1):
+            started = time.perf_counter()
+            losses = []
+            for micro in range(accumulation):
+                boundary = micro == accumulation - 1
+                generator = step_generator(training.seed, self.world.rank, step, micro)
+                with self.strategy.accumulating(boundary):
+                    loss = micro_batch_loss(
+                        self.strategy.forward, self.method, self.encoder, next(batches), generator
+                    )
+                    self.strategy.backward(loss)
+                self.strategy.after_backward(boundary)
+                losses.append(float(loss.detach()))
+            lr = float(self.lr_scheduler.get_last_lr()[0])
+            self.lr_scheduler.step()
+            last_loss = sum(losses) / len(losses)
+            images_per_s = images_per_step / max(time.perf_counter() - started, 1e-9)
+            metrics = {"step": step, "loss": last_loss, "lr": lr, "images_per_s": images_per_s}
+            if self.world.is_main:
+                printer.step(step, last_loss, lr, images_per_s)
+                if self.tracker is not None:
+                    self.tracker.log_metrics(metrics, step)
+            if step % training.checkpoint_every_steps == 0 or step == training.max_steps:
+                self.checkpoint(step, metrics)
+                last_saved = step
+            self.maybe_validate(step)
+        if last_saved != training.max_steps:
+            # Resumed at maxSteps (a rerun of a finished job): report the final state again.
+            self.checkpoint(training.max_steps, {"step": training.max_steps})
+        return WorkerOutcome(self.start_step, training.max_steps, last_loss)
+
+    def checkpoint(self, step: int, metrics: dict[str, Any]) -> None:
+        """Collective: gather the trained tensors; rank 0 writes and reports the checkpoint."""
+        state = self.strategy.full_state_dict(self.trainable)
+        if not self.world.is_main:
+            self.context.report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="tuneforge-ckpt-") as tmp:
+            directory = Path(tmp)
+            write_checkpoint(directory, step, self.plan.job_uid, self.spec.method.value, state)
+            export_adapter(
+                self.method, state, directory / ADAPTER_DIR, self.job, self.plan.job_uid, step
+            )
+            self.context.report(metrics, directory)
+
+    def maybe_validate(self, step: int) -> None:
+        """Every `validation.everySteps` and at the end: render prompts, log to MLflow."""
+        validation = self.spec.validation
+        if not validation.prompts:
+            return
+        due = step == self.spec.training.max_steps or (
+            validation.every_steps and step % validation.every_steps == 0
+        )
+        if not due:
+            return
+        state = self.strategy.full_state_dict(self.trainable)
+        if not self.world.is_main:
+            return
+        from tuneforge_trainer.validation import render
+
+        with tempfile.TemporaryDirectory(prefix="tuneforge-val-") as tmp:
+            adapter = Path(tmp) / "adapter"
+            export_adapter(self.method, state, adapter, self.job, self.plan.job_uid, step)
+            images = Path(tmp) / "images"
+            render(
+                self.model_dir,
+                adapter,
+                validation,
+                self.spec.dataset.resolution,
+                self.spec.training.seed,
+                images,
+            )
+            if self.tracker is not None:
+                self.tracker.log_artifacts(images, f"validation/step-{step:06d}")
+
+
+def train_worker(
+    plan: WorkerPlan, context: WorkerContext, settings: Settings | None = None
+) -> WorkerOutcome:
+    """Train on this worker until `maxSteps`, resuming from the context's latest checkpoint."""
+    trainer = _Trainer(plan, context, settings or Settings())
+    trainer.setup()
+    return trainer.run()
+
+
+def ray_worker_entry(config: dict[str, Any]) -> None:
+    """`train_loop_per_worker` for Ray Train's `TorchTrainer`."""
+    from tuneforge_trainer.context import RayContext
+
+    train_worker(WorkerPlan.model_validate(config), RayContext())

@@ -1,0 +1,33 @@
+"""Fine-tuning methods (shaped like peft's tuners: one module per method)."""
+
+from __future__ import annotations
+
+from tuneforge.api import FineTuneJobSpec, Method
+
+from tuneforge_trainer.components import Components
+from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod
+from tuneforge_trainer.methods.dreambooth import DreamBoothMethod
+from tuneforge_trainer.methods.lora import LoraMethod
+from tuneforge_trainer.methods.textual_inversion import TextualInversionMethod
+
+METHODS: dict[Method, type[TrainingMethod]] = {
+    Method.LORA: LoraMethod,
+    Method.DREAMBOOTH: DreamBoothMethod,
+    Method.TEXTUAL_INVERSION: TextualInversionMethod,
+}
+
+
+def build_method(spec: FineTuneJobSpec, components: Components) -> TrainingMethod:
+    """The method object for `spec.method`."""
+    return METHODS[spec.method](spec, components)
+
+
+__all__ = [
+    "METHODS",
+    "DreamBoothMethod",
+    "ExportedAdapter",
+    "LoraMethod",
+    "TextualInversionMethod",
+    "TrainingMethod",
+    "build_method",
+]

@@ -1,0 +1,118 @@
+"""The distribution strategy layer: how one `Denoiser` is wrapped, stepped and saved.
+
+The loop calls the same five operations under every strategy:
+
+    strategy.setup(model, trainable_names, make_optimizer)
+    with strategy.accumulating(boundary): strategy.backward(loss)   # each micro-batch
+    strategy.after_backward(boundary)                             # steps at the boundary
+    strategy.full_state_dict(names)                               # collective; full on rank 0
+
+DDP (through accelerate), FSDP2 (`fully_shard`) and DeepSpeed (`deepspeed.initialize`,
+ZeRO-2/3) implement them with the code path a GPU uses; on CPU the process group is gloo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tuneforge.api import MixedPrecision, TrainingSpec
+
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0 (the one that writes checkpoints and logs)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether a process group with more than one member is in use."""
+        return self.world_size > 1
+
+
+def autocast_dtype(training: TrainingSpec, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for mixed precision; None on CPU (which trains in fp32)."""
+    if device.type != "cuda":
+        return None
+    return {
+        MixedPrecision.FP16: torch.float16,
+        MixedPrecision.BF16: torch.bfloat16,
+    }.get(training.mixed_precision)
+
+
+class TrainingStrategy(ABC):
+    """Base of the DDP, FSDP2 and DeepSpeed strategies."""
+
+    name: str = ""
+
+    def __init__(self, world: World, training: TrainingSpec):
+        """Remember the world and the optimisation settings."""
+        self.world = world
+        self.training = training
+        self.model: Any = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.last_grad_norm: float | None = None
+
+    @abstractmethod
+    def setup(
+        self, model: nn.Module, trainable: list[str], make_optimizer: OptimizerFactory
+    ) -> None:
+        """Wrap `model` (already on the device) and create the optimizer for `trainable`."""
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        """Run the wrapped model (under autocast on GPUs with mixed precision)."""
+        dtype = autocast_dtype(self.training, self.world.device)
+        if dtype is None:
+            return self.model(*args)  # type: ignore[no-any-return]
+        with torch.autocast(self.world.device.type, dtype=dtype):
+            return self.model(*args)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def accumulating(self, boundary: bool) -> Iterator[None]:
+        """Context of one micro-batch; gradients are synchronised only at the boundary."""
+        yield
+
+    @abstractmethod
+    def backward(self, loss: torch.Tensor) -> None:
+        """Back-propagate one micro-batch's (unscaled) loss."""
+
+    @abstractmethod
+    def after_backward(self, boundary: bool) -> None:
+        """Clip, step and zero the gradients when `boundary` (the last micro-batch)."""
+
+    @abstractmethod
+    def unwrapped(self) -> nn.Module:
+        """The model inside the wrapper (parameter names as in the unwrapped `Denoiser`)."""
+
+    @abstractmethod
+    def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """Collective: the full (unsharded) tensors of `names` on rank 0, on CPU; {} elsewhere."""
+
+    def trainable_parameters(self, names: list[str]) -> list[nn.Parameter]:
+        """The parameters of `names`, as the wrapped model holds them now."""
+        wanted = set(names)
+        return [param for name, param in self.unwrapped().named_parameters() if name in wanted]
+
+
+def select(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:
+    """The entries of `names`, detached, contiguous and on CPU."""
+    missing = [name for name in names if name not in state]
+    if missing:
+        raise KeyError(f"state dict lacks {len(missing)} trained tensors, e.g. {missing[:3]}")
+    return {name: state[name].detach().to("cpu").contiguous() for name in names}

@@ -1,0 +1,111 @@
+"""FSDP2: `torch.distributed.fsdp.fully_shard` per UNet block and text-encoder layer.
+
+Saving goes through `get_model_state_dict(full_state_dict=True, cpu_offload=True)`, which
+gathers the shards on rank 0: saving the sharded module's own `state_dict()` writes local
+shards (the trap of diffusers #9393). Frozen and trained parameters may share a group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from tuneforge.api import MixedPrecision
+
+from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, select
+
+
+def shard_units(model: nn.Module) -> list[nn.Module]:
+    """The submodules sharded on their own: UNet down/mid/up blocks, text-encoder layers."""
+    units: list[nn.Module] = []
+    unet = getattr(model, "unet", None)
+    if unet is not None:
+        units += list(getattr(unet, "down_blocks", []))
+        if getattr(unet, "mid_block", None) is not None:
+            units.append(unet.mid_block)
+        units += list(getattr(unet, "up_blocks", []))
+    text_encoder = getattr(model, "text_encoder", None)
+    if text_encoder is not None:
+        encoder = text_encoder.get_encoder() if hasattr(text_encoder, "get_encoder") else None
+        layers = getattr(encoder, "layers", None) if encoder is not None else None
+        if layers is None:
+            layers = [m for n, m in text_encoder.named_modules() if n.endswith("encoder.layers")]
+            layers = list(layers[0]) if layers else []
+        units += list(layers)
+    return units
+
+
+class FsdpStrategy(TrainingStrategy):
+    """Fully sharded data parallel (FSDP2)."""
+
+    name = "fsdp"
+
+    def setup(
+        self, model: nn.Module, trainable: list[str], make_optimizer: OptimizerFactory
+    ) -> None:
+        """Shard the blocks, then the root; build the optimizer on the sharded parameters."""
+        import torch.distributed as dist
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        if not dist.is_initialized():
+            raise RuntimeError("strategy fsdp needs a process group (run under Ray Train)")
+        policy = MixedPrecisionPolicy()
+        if self.world.device.type == "cuda":
+            dtype = {MixedPrecision.FP16: torch.float16, MixedPrecision.BF16: torch.bfloat16}
+            param_dtype = dtype.get(self.training.mixed_precision)
+            policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+        for unit in shard_units(model):
+            fully_shard(unit, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+        self.model = model
+        self._names = trainable
+        self.optimizer = make_optimizer(self.trainable_parameters(trainable))
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        """FSDP2 casts through its mixed-precision policy; no autocast."""
+        return self.model(*args)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def accumulating(self, boundary: bool) -> Iterator[None]:
+        """Reduce-scatter gradients only on the boundary micro-batch."""
+        self.model.set_requires_gradient_sync(boundary)
+        try:
+            yield
+        finally:
+            self.model.set_requires_gradient_sync(True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Plain autograd on the scaled loss."""
+        (loss / self.training.gradient_accumulation_steps).backward()
+
+    def after_backward(self, boundary: bool) -> None:
+        """Clip (DTensor-aware), step, zero at the boundary."""
+        if not boundary:
+            return
+        params = self.trainable_parameters(self._names)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.training.max_grad_norm)
+        full_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        self.last_grad_norm = float(full_norm)
+        assert self.optimizer is not None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def unwrapped(self) -> nn.Module:
+        """FSDP2 shards in place: the module is the model."""
+        return self.model  # type: ignore[no-any-return]
+
+    def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """Collective gather of the full state dict onto rank 0's CPU."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        state = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if not self.world.is_main:
+            return {}
+        return select(state, names)

@@ -1,0 +1,99 @@
+"""MLflow: one run per job (found again by its `tuneforge.job_uid` tag), metrics and images.
+
+The driver finds or creates the run and logs the spec as params; rank 0 of the workers logs
+metrics (`loss`, `lr`, `step`, `images_per_s`) and validation images into it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tuneforge.api import FineTuneJob
+
+JOB_UID_TAG = "tuneforge.job_uid"
+JOB_NAME_TAG = "tuneforge.job_name"
+JOB_NAMESPACE_TAG = "tuneforge.job_namespace"
+MODEL_VERSION_TAG = "tuneforge.model_version"
+EXPERIMENT_ENV = "TUNEFORGE_MLFLOW_EXPERIMENT"
+DEFAULT_EXPERIMENT = "tuneforge"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts as dotted keys, values as strings (MLflow params)."""
+    if isinstance(data, dict):
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): str(data)[:6000]}
+
+
+def client(tracking_uri: str) -> Any:
+    """An `MlflowClient` for `tracking_uri`."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str) -> str:
+    """The id of the job's run: the one tagged with its uid, else a new one with its params."""
+    mlflow = client(tracking_uri)
+    name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
+    experiment = mlflow.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else mlflow.create_experiment(name)
+    )
+    found = mlflow.search_runs(
+        [experiment_id], filter_string=f"tags.`{JOB_UID_TAG}` = '{uid}'", max_results=1
+    )
+    if found:
+        run_id: str = found[0].info.run_id
+        mlflow.update_run(run_id, status="RUNNING")
+        return run_id
+    tags = {
+        JOB_UID_TAG: uid,
+        JOB_NAME_TAG: job.name,
+        JOB_NAMESPACE_TAG: job.metadata.namespace or "default",
+        "mlflow.runName": job.name,
+    }
+    run = mlflow.create_run(experiment_id, tags=tags, run_name=job.name)
+    from mlflow.entities import Param
+
+    params = flatten(job.spec.to_wire())
+    items = [Param(key, value) for key, value in sorted(params.items())]
+    for start in range(0, len(items), 100):
+        mlflow.log_batch(run.info.run_id, params=items[start : start + 100])
+    return str(run.info.run_id)
+
+
+class RunTracker:
+    """Logs metrics and validation images into one run (rank 0 only)."""
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        """Track into `run_id` on `tracking_uri`."""
+        self.run_id = run_id
+        self._client = client(tracking_uri)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log numeric metrics at `step`."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        """Upload a folder (validation images) under `artifact_path`."""
+        self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """Mark the run finished (or FAILED)."""
+        self._client.set_terminated(self.run_id, status=status)
+
+    def set_tag(self, key: str, value: str) -> None:
+        """Set a run tag."""
+        self._client.set_tag(self.run_id, key, value)
