@@ -46,6 +46,14 @@ if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kube-controller-manager" ] && [ 
   echo "$dest"; exit 0
 fi
 
+# One build at a time per cache: a second caller waits for the first, then uses its result.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.build.lock"
+flock 9
+if [ -x "$dest/kube-apiserver" ] && [ -x "$dest/kube-controller-manager" ] && [ -x "$dest/etcd" ]; then
+  echo "$dest"; exit 0
+fi
+
 log "cache miss ($key): building kube-apiserver and kube-controller-manager (~10 minutes)"
 work=$(mktemp -d /tmp/tuneforge-kube-build.XXXXXX)
 trap 'rc=$?; if [ $rc -eq 0 ]; then rm -rf "$work"; else log "failed (rc=$rc); build tree kept in $work"; fi' EXIT
@@ -64,14 +72,22 @@ cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
 log "generating openapi"
 make gen_openapi >&2
-ver=k8s.io/client-go/pkg/version
-ldflags="-s -w -X ${ver}.gitVersion=v1.20.2 -X ${ver}.gitMajor=1 -X ${ver}.gitMinor=20 \
- -X k8s.io/component-base/version.gitVersion=v1.20.2 -X k8s.io/component-base/version.gitMajor=1 \
- -X k8s.io/component-base/version.gitMinor=20"
+# GOPATH mode: vendored packages live under k8s.io/kubernetes/vendor/, so the -X paths must
+# name them there (as upstream's hack/lib/version.sh does), or the binaries report v0.0.0.
+vendored=k8s.io/kubernetes/vendor/k8s.io
+ldflags="-s -w"
+for pkg in client-go/pkg/version component-base/version; do
+  ldflags+=" -X ${vendored}/${pkg}.gitVersion=v1.20.2 -X ${vendored}/${pkg}.gitMajor=1"
+  ldflags+=" -X ${vendored}/${pkg}.gitMinor=20 -X ${vendored}/${pkg}.gitTreeState=clean"
+done
 mkdir -p "$work/out"
 for cmd in kube-apiserver kube-controller-manager; do
   log "building $cmd"
   go build -tags selinux,notest -ldflags "$ldflags" -o "$work/out/$cmd" "./cmd/$cmd" >&2
+  reported=$("$work/out/$cmd" --version)
+  if [ "$reported" != "Kubernetes v1.20.2" ]; then
+    log "$cmd reports '$reported', expected 'Kubernetes v1.20.2' (version ldflags wrong)"; exit 1
+  fi
 done
 cp "$(command -v etcd || echo /usr/bin/etcd)" "$work/out/etcd"
 mkdir -p "$cache_root"

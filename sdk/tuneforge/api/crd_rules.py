@@ -16,21 +16,32 @@ def _method_is(*methods: str) -> dict[str, Any]:
 
 
 def _absent(field: str) -> dict[str, Any]:
-    return {"not": {"required": [field]}}
+    # `not: {}` fails for any value, and `properties` only applies to fields that are
+    # present: the branch holds exactly when the field is absent, and when it fails the
+    # message names the field itself (`spec.<field>: ... must not validate the schema`).
+    return {"properties": {field: {"not": {}}}}
 
 
+# The API server reports the errors of one failing branch: the one with the most passing
+# checks, the first on a tie. Each rule therefore lists first the branch whose error names
+# the field the user has to fix.
 SPEC_RULES: list[dict[str, Any]] = [
     # textualInversion is required with method textualInversion ...
-    {"anyOf": [_method_is("lora", "dreambooth"), {"required": ["textualInversion"]}]},
+    {
+        "anyOf": [
+            {"required": ["textualInversion"], **_method_is("textualInversion")},
+            _method_is("lora", "dreambooth"),
+        ]
+    },
     # ... and only allowed there.
-    {"anyOf": [_method_is("textualInversion"), _absent("textualInversion")]},
+    {"anyOf": [_absent("textualInversion"), _method_is("textualInversion")]},
     # dreambooth only with method dreambooth.
-    {"anyOf": [_method_is("dreambooth"), _absent("dreambooth")]},
+    {"anyOf": [_absent("dreambooth"), _method_is("dreambooth")]},
     # lora only with method lora, or dreambooth with exportLora: true.
     {
         "anyOf": [
-            _method_is("lora"),
             _absent("lora"),
+            _method_is("lora"),
             {
                 "required": ["dreambooth"],
                 "properties": {
@@ -46,11 +57,17 @@ SPEC_RULES: list[dict[str, Any]] = [
     {
         "anyOf": [
             {
+                "required": ["dataset"],
+                "properties": {
+                    "dataset": {"required": ["classPrompt"]},
+                    "dreambooth": {"properties": {"priorPreservation": {"enum": [True]}}},
+                },
+            },
+            {
                 "properties": {
                     "dreambooth": {"properties": {"priorPreservation": {"enum": [False]}}}
                 }
             },
-            {"properties": {"dataset": {"required": ["classPrompt"]}}},
         ]
     },
 ]

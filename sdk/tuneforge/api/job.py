@@ -14,6 +14,7 @@ from tuneforge.api.base import API_VERSION, KIND, ApiModel
 from tuneforge.api.spec import FineTuneJobSpec
 from tuneforge.api.status import FineTuneJobStatus
 
+assert API_VERSION == "tuneforge.io/v1alpha1" and KIND == "FineTuneJob"  # literals below
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -39,9 +40,9 @@ class ObjectMeta(ApiModel):
 class FineTuneJob(ApiModel):
     """A request to fine-tune Stable Diffusion 1.5 and register the resulting adapter."""
 
-    api_version: Literal["tuneforge.io/v1alpha1"] = Field(default=API_VERSION)
+    api_version: Literal["tuneforge.io/v1alpha1"] = "tuneforge.io/v1alpha1"
     """Always `tuneforge.io/v1alpha1`."""
-    kind: Literal["FineTuneJob"] = Field(default=KIND)
+    kind: Literal["FineTuneJob"] = "FineTuneJob"
     """Always `FineTuneJob`."""
     metadata: ObjectMeta
     """Object metadata."""

@@ -293,8 +293,9 @@ def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
     )
     if spec.lora is not None and not uses_lora:
         errors.append(
-            "spec.lora is only used with method lora or dreambooth with exportLora: true: "
-            "remove it or change the method"
+            "spec.lora is only used with method lora, or method dreambooth with "
+            "spec.dreambooth.exportLora: true: remove spec.lora, set exportLora, "
+            "or change the method"
         )
     if (
         spec.dreambooth is not None

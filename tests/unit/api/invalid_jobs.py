@@ -1,0 +1,198 @@
+"""The table of invalid FineTuneJobs, shared by the pydantic test and the apiserver test.
+
+Each case starts from `valid_manifest()` (a complete, valid LoRA job), changes it with
+`set_`/`unset` (dotted camelCase paths), and names the `field` that both the pydantic
+models and the real apiserver must name in their error. Cases here are rejected by both;
+rules only pydantic can check (comparisons between two values) are in
+`PYDANTIC_ONLY_CASES`, which the apiserver test does not use.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+TI_SECTION = {"placeholderToken": "<sks-cat>", "initializerToken": "cat"}
+
+
+def valid_manifest(name: str = "valid-job") -> dict[str, Any]:
+    """A complete, valid LoRA FineTuneJob the cases start from."""
+    return {
+        "apiVersion": "tuneforge.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "method": "lora",
+            "dataset": {"uri": "s3://datasets/dogs/", "instancePrompt": "a photo of sks dog"},
+            "training": {"maxSteps": 100, "learningRate": 0.0001},
+            "lora": {"rank": 8, "alpha": 8, "dropout": 0.0},
+            "resources": {"workers": 2, "memoryPerWorker": "16Gi", "strategy": "ddp"},
+            "output": {"registeredModel": "dogs-lora"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class InvalidCase:
+    """One invalid FineTuneJob and the field its error must name."""
+
+    id: str
+    field: str
+    """Dotted camelCase path (e.g. `spec.lora.rank`) that the error message must contain."""
+    set_: dict[str, Any] = field(default_factory=dict)
+    """Paths to set (created as needed), applied in order."""
+    unset: tuple[str, ...] = ()
+    """Paths to remove, applied after `set_`."""
+
+    def manifest(self, name: str | None = None) -> dict[str, Any]:
+        """The invalid manifest (a fresh copy), optionally renamed."""
+        data = valid_manifest(name or self.id)
+        for path, value in self.set_.items():
+            *parents, leaf = path.split(".")
+            node = data
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = copy.deepcopy(value)
+        for path in self.unset:
+            *parents, leaf = path.split(".")
+            node = data
+            for key in parents:
+                node = node[key]
+            del node[leaf]
+        return data
+
+
+def _ti(**extra: Any) -> dict[str, Any]:
+    return {**TI_SECTION, **extra}
+
+
+INVALID_CASES: list[InvalidCase] = [
+    # --- cross-field rules (pydantic model validator / CRD anyOf rules)
+    InvalidCase(
+        "textual-inversion-without-section",
+        "spec.textualInversion",
+        {"spec.method": "textualInversion"},
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
+        "textual-inversion-section-with-lora-method",
+        "spec.textualInversion",
+        {"spec.textualInversion": _ti()},
+    ),
+    InvalidCase(
+        "prior-preservation-without-class-prompt",
+        "spec.dataset.classPrompt",
+        {"spec.method": "dreambooth", "spec.dreambooth": {"priorPreservation": True}},
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
+        "lora-section-with-textual-inversion",
+        "spec.lora",
+        {"spec.method": "textualInversion", "spec.textualInversion": _ti()},
+    ),
+    InvalidCase(
+        "lora-section-with-dreambooth-without-export-lora",
+        "spec.dreambooth.exportLora",
+        {"spec.method": "dreambooth", "spec.dreambooth": {"exportLora": False}},
+    ),
+    InvalidCase(
+        "dreambooth-section-with-lora-method",
+        "spec.dreambooth",
+        {"spec.dreambooth": {"priorPreservation": False}},
+    ),
+    # --- enums
+    InvalidCase("unknown-method", "spec.method", {"spec.method": "hypernetwork"}),
+    InvalidCase(
+        "unknown-strategy", "spec.resources.strategy", {"spec.resources.strategy": "horovod"}
+    ),
+    InvalidCase(
+        "unknown-lr-scheduler",
+        "spec.training.lrScheduler",
+        {"spec.training.lrScheduler": "exponential"},
+    ),
+    InvalidCase(
+        "unknown-mixed-precision",
+        "spec.training.mixedPrecision",
+        {"spec.training.mixedPrecision": "fp8"},
+    ),
+    # --- required fields
+    InvalidCase("missing-method", "spec.method", unset=("spec.method",)),
+    InvalidCase("missing-dataset", "spec.dataset", unset=("spec.dataset",)),
+    InvalidCase(
+        "missing-output-registered-model",
+        "spec.output.registeredModel",
+        {"spec.output": {"alias": "candidate"}},
+    ),
+    InvalidCase(
+        "textual-inversion-without-placeholder-token",
+        "spec.textualInversion.placeholderToken",
+        {"spec.method": "textualInversion", "spec.textualInversion": {"initializerToken": "cat"}},
+        unset=("spec.lora",),
+    ),
+    # --- ranges
+    InvalidCase("lora-rank-0", "spec.lora.rank", {"spec.lora.rank": 0}),
+    InvalidCase("lora-dropout-1", "spec.lora.dropout", {"spec.lora.dropout": 1.0}),
+    InvalidCase("learning-rate-0", "spec.training.learningRate", {"spec.training.learningRate": 0}),
+    InvalidCase("max-steps-0", "spec.training.maxSteps", {"spec.training.maxSteps": 0}),
+    InvalidCase("zero-workers", "spec.resources.workers", {"spec.resources.workers": 0}),
+    InvalidCase(
+        "negative-gpus", "spec.resources.gpusPerWorker", {"spec.resources.gpusPerWorker": -1}
+    ),
+    InvalidCase(
+        "textual-inversion-zero-vectors",
+        "spec.textualInversion.numVectors",
+        {"spec.method": "textualInversion", "spec.textualInversion": _ti(numVectors=0)},
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
+        "guidance-scale-too-high",
+        "spec.validation.guidanceScale",
+        {"spec.validation": {"guidanceScale": 100}},
+    ),
+    InvalidCase(
+        "resolution-not-multiple-of-8", "spec.dataset.resolution", {"spec.dataset.resolution": 500}
+    ),
+    # --- patterns
+    InvalidCase(
+        "bad-memory-quantity",
+        "spec.resources.memoryPerWorker",
+        {"spec.resources.memoryPerWorker": "16 GB"},
+    ),
+    InvalidCase(
+        "bad-registered-model-name",
+        "spec.output.registeredModel",
+        {"spec.output.registeredModel": "my model!"},
+    ),
+    InvalidCase("bad-alias", "spec.output.alias", {"spec.output.alias": "1st"}),
+    InvalidCase(
+        "dataset-uri-over-http",
+        "spec.dataset.uri",
+        {"spec.dataset.uri": "http://example.com/images"},
+    ),
+    InvalidCase(
+        "placeholder-token-with-space",
+        "spec.textualInversion.placeholderToken",
+        {
+            "spec.method": "textualInversion",
+            "spec.textualInversion": _ti(placeholderToken="<my cat>"),
+        },
+        unset=("spec.lora",),
+    ),
+    InvalidCase("bad-runtime-name", "spec.runtime", {"spec.runtime": "GPU_Runtime"}),
+    InvalidCase("bad-queue-name", "spec.queueName", {"spec.queueName": "Batch Queue"}),
+    # --- types
+    InvalidCase("workers-as-text", "spec.resources.workers", {"spec.resources.workers": "two"}),
+]
+
+PYDANTIC_ONLY_CASES: list[InvalidCase] = [
+    # OpenAPI cannot compare two values; the operator validates with the models and reports
+    # these as a condition instead.
+    InvalidCase(
+        "warmup-longer-than-training",
+        "spec.training.lrWarmupSteps",
+        {"spec.training.lrWarmupSteps": 500},
+    ),
+    # The apiserver prunes unknown fields (it does not reject them); the models refuse them.
+    InvalidCase("unknown-field", "spec.lora.rnak", {"spec.lora.rnak": 8}),
+]
