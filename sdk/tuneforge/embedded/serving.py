@@ -1,0 +1,157 @@
+"""Start the serving application (`tuneforge_serving.app:build_app`) on an embedded Ray.
+
+The app is loaded by its import path, exactly as `serve run` and a RayService do, so the
+`tuneforge` package never imports the serving package. The Ray cluster is local (started
+here, with its own temporary folder) unless `Settings.ray_address` names one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneforge.embedded.environment import child_environment
+from tuneforge.errors import ConfigurationError, TuneForgeError
+from tuneforge.settings import Settings
+
+SERVING_APP = "tuneforge_serving.app:build_app"
+READY_TIMEOUT_S = 300.0
+_ENV_KEYS = (
+    "TUNEFORGE_HOME",
+    "TUNEFORGE_MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_URI",
+    "_MLFLOW_SERVER_ARTIFACT_ROOT",
+    "TUNEFORGE_S3_ENDPOINT",
+    "TUNEFORGE_S3_ACCESS_KEY",
+    "TUNEFORGE_S3_SECRET_KEY",
+    "TUNEFORGE_S3_SECURE",
+    "TUNEFORGE_S3_REGION",
+    "TUNEFORGE_SERVING_TOKEN",
+    "HF_HUB_OFFLINE",
+    "HF_HUB_DISABLE_TELEMETRY",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+    "OMP_NUM_THREADS",
+)
+
+
+def load_by_import_path(import_path: str) -> Any:
+    """The object named `module:attribute` (a dynamic import, as `serve run` does)."""
+    module_name, _, attribute = import_path.partition(":")
+    if not attribute:
+        raise ValueError(f"import path {import_path!r}: use module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r} ({exc}): install the serving extra "
+            "(pip install 'tuneforge[serving]')"
+        ) from exc
+    return getattr(module, attribute)
+
+
+def serving_config(settings: Settings, base_model: str, **overrides: Any) -> dict[str, Any]:
+    """`build_app` args for embedded serving: CPU-friendly defaults, cache under home."""
+    config: dict[str, Any] = {
+        "base_model": base_model,
+        "cache_dir": str(Path(settings.home).expanduser() / "serving-cache"),
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class EmbeddedServing:
+    """A running serving app on an embedded Ray; `stop()` shuts both down."""
+
+    url: str
+    """Base URL of the HTTP API."""
+    started_ray: bool
+    """Whether this process started the Ray cluster (then `stop` shuts it down)."""
+    temp_dir: Path | None = None
+    """Ray's temporary folder for a cluster started here."""
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Shut down the app (and the Ray cluster when it was started here)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        import ray
+        from ray import serve
+
+        try:
+            serve.shutdown()  # type: ignore[no-untyped-call]
+        finally:
+            if self.started_ray:
+                ray.shutdown()
+                if self.temp_dir is not None:
+                    shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def start_serving(
+    settings: Settings,
+    config: dict[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    num_cpus: int | None = None,
+    import_path: str = SERVING_APP,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+) -> EmbeddedServing:
+    """Start Ray (unless configured), Ray Serve on host:port and the app; wait until ready."""
+    import ray
+    from ray import serve
+
+    env = child_environment(settings)
+    env_vars = {key: env[key] for key in _ENV_KEYS if key in env}
+    temp_dir: Path | None = None
+    started = False
+    if not ray.is_initialized():
+        if settings.ray_address:
+            ray.init(address=settings.ray_address, runtime_env={"env_vars": env_vars})
+        else:
+            temp_dir = Path(tempfile.mkdtemp(prefix="tf-ray-"))
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                runtime_env={"env_vars": env_vars},
+                object_store_memory=256 * 2**20,
+                _temp_dir=str(temp_dir),
+                log_to_driver=False,
+            )
+            started = True
+    handle = EmbeddedServing(url=f"http://{host}:{port}", started_ray=started, temp_dir=temp_dir)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        build_app = load_by_import_path(import_path)
+        serve.run(build_app(config), name="tuneforge", route_prefix="/", blocking=False)
+        wait_until_ready(handle.url, ready_timeout_s)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def wait_until_ready(url: str, timeout_s: float) -> None:
+    """Poll `GET {url}/readyz` until it answers 200."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url + "/readyz", timeout=5.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise TuneForgeError(f"serving at {url} was not ready within {timeout_s:g} s ({last})")
