@@ -168,9 +168,17 @@ def _write_pipeline(root: Path, seed: int) -> None:
     _write_marker(root, seed, parameters, vocab_size=len(tokenizer))
 
 
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose code decides the weight bytes (recorded in the marker)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "diffusers", "transformers", "safetensors")}
+
+
 def _write_marker(root: Path, seed: int, parameters: dict[str, int], vocab_size: int) -> None:
     """Write `tuneforge-tiny.json`: what this folder is and how it was made."""
     marker = {
+        "built_with": library_versions(),
         "kind": "tuneforge-tiny-sd15",
         "description": (
             "Tiny Stable-Diffusion-1.5-shaped pipeline with random weights, for tests and "
