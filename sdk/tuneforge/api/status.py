@@ -26,6 +26,7 @@ class ConditionType(str, Enum):
     TRAINING = "Training"
     ADAPTER_REGISTERED = "AdapterRegistered"
     SUSPENDED = "Suspended"
+    SPEC_APPLIED = "SpecApplied"
 
 
 class Reason(str, Enum):
@@ -49,6 +50,15 @@ class Reason(str, Enum):
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
     RAY_JOB_DELETED = "RayJobDeleted"
+    RAY_JOB_INVALID = "RayJobInvalid"
+    RUNTIME_INVALID = "RuntimeInvalid"
+    RETRYING = "Retrying"
+    NOT_SUSPENDED = "NotSuspended"
+    AWAITING_REGISTRATION = "AwaitingRegistration"
+    MLFLOW_NOT_CONFIGURED = "MlflowNotConfigured"
+    MLFLOW_UNAVAILABLE = "MlflowUnavailable"
+    SPEC_APPLIED = "SpecApplied"
+    IMMUTABLE_FIELD_CHANGED = "ImmutableFieldChanged"
 
 
 def now_rfc3339() -> str:

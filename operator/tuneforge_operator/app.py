@@ -1,0 +1,94 @@
+"""The operator process: settings, logging, metrics, kopf registry and start-up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from tuneforge_operator.handlers import post_event, register
+from tuneforge_operator.kubeapi import KubeApi
+from tuneforge_operator.metrics import serve_metrics
+from tuneforge_operator.mlflow_reader import MlflowReader
+from tuneforge_operator.reconcile import Reconciler
+from tuneforge_operator.runtimes import RuntimeCatalog
+from tuneforge_operator.settings import OperatorSettings
+
+ANNOTATION_PREFIX = "tuneforge.io"
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """A kopf registry with our handlers, login and start-up configuration."""
+    operator_settings = settings
+    registry = kopf.OperatorRegistry()
+    reconciler_ref: list[Reconciler] = []
+    register(registry, settings, reconciler_ref)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf's bookkeeping goes to annotations under our group, never into .status.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.peering.lifetime = operator_settings.peering_lifetime_seconds
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.execution.max_workers = 4
+
+    @kopf.on.login(registry=registry)
+    async def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        info = kopf.login_with_service_account(settings=settings, **kwargs)
+        info = info or kopf.login_with_kubeconfig(settings=settings, **kwargs)
+        if info is None:
+            raise kopf.LoginError("No credentials: mount a service account or set KUBECONFIG")
+        mlflow = (
+            MlflowReader(
+                operator_settings.mlflow_tracking_uri, token=operator_settings.mlflow_token
+            )
+            if operator_settings.mlflow_tracking_uri
+            else None
+        )
+        api = KubeApi.from_connection(info)
+        catalog = RuntimeCatalog(
+            api,
+            operator_settings.runtime_namespace,
+            operator_settings.runtime_configmap,
+            operator_settings.runtime_cache_seconds,
+        )
+        reconciler = Reconciler(
+            api, catalog, mlflow, post_event, operator_settings.registration_grace_seconds
+        )
+        reconciler_ref[:] = [reconciler]
+        return info
+
+    return registry
+
+
+def run(settings: OperatorSettings | None = None) -> None:
+    """Run the operator until it is stopped (SIGTERM/SIGINT)."""
+    settings = settings or OperatorSettings()
+    kopf.configure(
+        verbose=settings.verbose,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
+    serve_metrics(settings.metrics_port, settings.bind_address)
+    liveness = (
+        f"http://{settings.bind_address}:{settings.liveness_port}/healthz"
+        if settings.liveness_port
+        else None
+    )
+    kopf.run(
+        registry=build_registry(settings),
+        clusterwide=settings.clusterwide,
+        namespaces=settings.namespaces,
+        standalone=not settings.peering_name,
+        peering_name=settings.peering_name or None,
+        priority=settings.priority,
+        liveness_endpoint=liveness,
+    )

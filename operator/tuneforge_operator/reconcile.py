@@ -1,0 +1,302 @@
+"""Reconcile one FineTuneJob: fetch -> pure build -> apply -> conditions -> write if changed.
+
+Level-triggered: every call recomputes everything from what the API server and MLflow say
+now, whatever triggered it (a change of the job, a RayJob event, the resync timer). Calls
+for the same job are serialised by a per-job lock; peering keeps other replicas paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
+
+from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
+from tuneforge_operator.conditions import (
+    Blocker,
+    EventSpec,
+    Observed,
+    compute_status,
+    events_for,
+    wire,
+)
+from tuneforge_operator.entrypoint import parse_entrypoint
+from tuneforge_operator.kubeapi import (
+    AlreadyExists,
+    KubeApi,
+    KubeApiError,
+    finetunejob_path,
+    rayjob_path,
+)
+from tuneforge_operator.metrics import (
+    JOBS,
+    RAYJOBS_CREATED,
+    RECONCILE_ERRORS,
+    RECONCILE_SECONDS,
+    STATUS_WRITES,
+)
+from tuneforge_operator.mlflow_reader import MlflowObservation, MlflowReader, MlflowUnavailable
+from tuneforge_operator.rayjob_state import observe_rayjob
+from tuneforge_operator.runtimes import RuntimeCatalog
+
+_STATUS_KEYS = {
+    "conditions",
+    "observedGeneration",
+    "rayJobName",
+    "startTime",
+    "completionTime",
+    "progress",
+    "mlflow",
+}
+EventPoster = Callable[[Mapping[str, Any], EventSpec], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reconcile ended, for the kopf handler to turn into retries."""
+
+    finished: bool = False
+    """The job is in a terminal state (or gone)."""
+    retry_reason: str | None = None
+    """A temporary blocker: retry later."""
+    permanent_error: str | None = None
+    """The spec is invalid: retrying cannot help until it changes."""
+
+
+def parse_status(raw: Any) -> FineTuneJobStatus | None:
+    """Our part of `.status` (kopf's or unknown keys are ignored); None when absent or unreadable."""
+    if not isinstance(raw, Mapping):
+        return None
+    known = {k: v for k, v in raw.items() if k in _STATUS_KEYS}
+    if not known:
+        return None
+    try:
+        return FineTuneJobStatus.model_validate(known)
+    except ValidationError:
+        return None
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """True when `obj` has a controller owner reference to `uid`."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "Invalid spec: " + "; ".join(parts)
+
+
+class Reconciler:
+    """Holds the clients and per-job locks; `reconcile` does one level-triggered pass."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        catalog: RuntimeCatalog,
+        mlflow: MlflowReader | None,
+        post_event: EventPoster,
+        registration_grace_s: float = 120.0,
+    ) -> None:
+        self._api, self._catalog, self._mlflow = api, catalog, mlflow
+        self._post_event = post_event
+        self._grace = registration_grace_s
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        """Drop what we keep for a deleted job."""
+        self._locks.pop((namespace, name), None)
+        if uid:
+            JOBS.forget(uid)
+
+    async def reconcile(
+        self,
+        namespace: str,
+        name: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        trigger: str,
+    ) -> Outcome:
+        """One full pass for the job `namespace/name` (timed and counted)."""
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        with RECONCILE_SECONDS.labels(trigger).time():
+            try:
+                async with lock:
+                    return await self._reconcile(namespace, name, logger)
+            except Exception as error:
+                RECONCILE_ERRORS.labels(type(error).__name__).inc()
+                raise
+
+    async def _reconcile(
+        self, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter[Any]
+    ) -> Outcome:
+        raw = await self._api.get(finetunejob_path(namespace, name))
+        if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+            return Outcome(finished=True)
+        meta = raw["metadata"]
+        uid, generation = str(meta["uid"]), int(meta.get("generation", 1))
+        current = parse_status(raw.get("status"))
+        if (
+            current is not None
+            and current.is_finished()
+            and current.observed_generation == generation
+        ):
+            self._index(uid, current)
+            return Outcome(finished=True)
+        child = current.ray_job_name if current and current.ray_job_name else rayjob_name(name)
+        try:
+            job = FineTuneJob.model_validate(
+                {
+                    "metadata": {
+                        k: meta[k]
+                        for k in ("name", "namespace", "uid", "generation", "labels")
+                        if k in meta
+                    },
+                    "spec": raw.get("spec", {}),
+                }
+            )
+        except ValidationError as error:
+            message = _validation_message(error)
+            blocker = Blocker(Reason.INVALID_SPEC, message, permanent=True)
+            observed = Observed(generation, child, "", 1, 1, False, blocker=blocker)
+            await self._write(raw, current, compute_status(current, observed))
+            return Outcome(permanent_error=message)
+
+        spec = job.spec
+        base = Observed(
+            generation=generation,
+            ray_job_name=child,
+            model_name=spec.output.registered_model,
+            total_steps=spec.training.max_steps,
+            images_per_step=spec.training.batch_size
+            * spec.training.gradient_accumulation_steps
+            * spec.resources.workers,
+            suspend_requested=spec.suspend,
+            mlflow_configured=self._mlflow is not None,
+            registration_grace_s=self._grace,
+        )
+        first_visit = current is None or current.ray_job_name is None
+        if first_visit:
+            # The child's name is in status before the child exists: a restart finds it.
+            pending = compute_status(current, base)
+            await self._write(raw, current, pending)
+            current = pending
+
+        existing, create_blocker = await self._ensure_rayjob(
+            job, child, skip_get=first_visit, logger=logger
+        )
+        immutable: list[str] = []
+        if existing is not None:
+            existing = await self._sync_suspend(job, existing, logger)
+            applied = parse_entrypoint(str(existing.get("spec", {}).get("entrypoint", "")))
+            if applied is not None:
+                immutable = changed_immutable_fields(applied.get("spec", {}), spec.to_wire())
+        mlflow, mlflow_error = await self._read_mlflow(uid, spec.output.registered_model, existing)
+        observed = dataclasses.replace(
+            base,
+            rayjob=observe_rayjob(existing.get("status")) if existing is not None else None,
+            blocker=create_blocker,
+            mlflow=mlflow,
+            mlflow_error=mlflow_error,
+            immutable_changes=immutable,
+        )
+        new = compute_status(current, observed)
+        await self._write(raw, current, new)
+        if create_blocker is not None:
+            return Outcome(retry_reason=create_blocker.message)
+        return Outcome(finished=new.is_finished())
+
+    async def _ensure_rayjob(
+        self,
+        job: FineTuneJob,
+        child: str,
+        skip_get: bool,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> tuple[dict[str, Any] | None, Blocker | None]:
+        namespace, uid = str(job.metadata.namespace), str(job.metadata.uid)
+        existing = None if skip_get else await self._api.get(rayjob_path(namespace, child))
+        if existing is None:
+            runtime = await self._catalog.get(job.spec.runtime)
+            if isinstance(runtime, Blocker):
+                logger.warning(runtime.message)
+                return None, runtime
+            manifest = build_rayjob(job, runtime)
+            manifest["metadata"]["name"] = child
+            try:
+                existing = await self._api.create(rayjob_path(namespace), manifest)
+                RAYJOBS_CREATED.inc()
+                logger.info(f"Created RayJob {namespace}/{child}")
+            except AlreadyExists:
+                existing = await self._api.get(rayjob_path(namespace, child))
+            except KubeApiError as error:
+                message = f"The API server refused RayJob {child}: {error.message}"
+                logger.error(message)
+                return None, Blocker(Reason.RAY_JOB_CREATE_FAILED, message)
+        if existing is None:
+            return None, Blocker(
+                Reason.RAY_JOB_CREATE_FAILED, f"RayJob {child} vanished while being created"
+            )
+        if not owned_by(existing, uid):
+            return None, Blocker(
+                Reason.RAY_JOB_CREATE_FAILED,
+                f"RayJob {namespace}/{child} exists but is not owned by this FineTuneJob; "
+                "delete it or give the job another name",
+            )
+        return existing, None
+
+    async def _sync_suspend(
+        self,
+        job: FineTuneJob,
+        rayjob: dict[str, Any],
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> dict[str, Any]:
+        if job.spec.queue_name is not None:
+            return rayjob  # Kueue owns `suspend` of queued RayJobs.
+        if bool(rayjob.get("spec", {}).get("suspend", False)) == job.spec.suspend:
+            return rayjob
+        name = rayjob["metadata"]["name"]
+        logger.info(f"{'Suspending' if job.spec.suspend else 'Resuming'} RayJob {name}")
+        return await self._api.merge_patch(
+            rayjob_path(str(job.metadata.namespace), name), {"spec": {"suspend": job.spec.suspend}}
+        )
+
+    async def _read_mlflow(
+        self, uid: str, model_name: str, rayjob: dict[str, Any] | None
+    ) -> tuple[MlflowObservation | None, str | None]:
+        if self._mlflow is None or rayjob is None:
+            return None, None
+        try:
+            return await self._mlflow.observe(uid, model_name), None
+        except MlflowUnavailable as error:
+            RECONCILE_ERRORS.labels("MlflowUnavailable").inc()
+            return None, str(error)
+
+    async def _write(
+        self, raw: Mapping[str, Any], current: FineTuneJobStatus | None, new: FineTuneJobStatus
+    ) -> bool:
+        self._index(str(raw["metadata"]["uid"]), new)
+        before, after = wire(current), wire(new)
+        if before == after:
+            return False
+        patch: dict[str, Any] = dict(after)
+        patch.update({key: None for key in before if key not in after})
+        meta = raw["metadata"]
+        await self._api.merge_patch(
+            finetunejob_path(meta["namespace"], meta["name"], status=True), {"status": patch}
+        )
+        STATUS_WRITES.inc()
+        for event in events_for(current, new):
+            self._post_event(raw, event)
+        return True
+
+    @staticmethod
+    def _index(uid: str, status: FineTuneJobStatus) -> None:
+        JOBS.update(uid, {c.type: c.status.value for c in status.conditions})

@@ -1,0 +1,89 @@
+"""Operator process settings, from the environment (prefix `TUNEFORGE_OPERATOR_`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    if _SA_NAMESPACE.exists():
+        return _SA_NAMESPACE.read_text().strip()
+    return "tuneforge-system"
+
+
+class OperatorSettings(BaseSettings):
+    """Where to watch, where MLflow is, and how the process exposes itself."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEFORGE_OPERATOR_", extra="ignore")
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces to watch (JSON list or comma-separated); empty watches the whole cluster."""
+    runtime_namespace: str = Field(default_factory=_own_namespace)
+    """Namespace of the `tuneforge-runtimes` ConfigMap (the operator's own)."""
+    runtime_configmap: str = "tuneforge-runtimes"
+    """Name of the ConfigMap holding the training runtimes."""
+    runtime_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a read of the runtimes ConfigMap is reused."""
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "TUNEFORGE_OPERATOR_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"
+        ),
+    )
+    """MLflow server to read progress and versions from (http(s) URL); unset skips both."""
+    mlflow_token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TUNEFORGE_OPERATOR_MLFLOW_TOKEN", "MLFLOW_TRACKING_TOKEN"),
+    )
+    """Bearer token for MLflow (optional)."""
+    resync_seconds: float = Field(default=30.0, gt=0)
+    """Interval of the level-triggered timer that re-reads RayJob and MLflow for each job."""
+    registration_grace_seconds: float = Field(default=120.0, ge=0)
+    """How long after training succeeds the model version may take to appear in MLflow."""
+    retries: int = Field(default=20, ge=1)
+    """kopf retries of a failing create/update handler (backoff grows per try)."""
+    handler_timeout_seconds: float = Field(default=600.0, gt=0)
+    """kopf gives up a create/update handler after this long."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Prometheus metrics port (0 disables)."""
+    liveness_port: int = Field(default=8081, ge=0, le=65535)
+    """kopf liveness endpoint port, at `/healthz` (0 disables)."""
+    bind_address: str = "0.0.0.0"
+    """Address the metrics and liveness servers listen on."""
+    peering_name: str | None = "tuneforge"
+    """kopf peering object: replicas with it pause except the highest priority one.
+    Unset (empty) runs standalone (one replica only)."""
+    priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
+    """Peering priority; random by default so that two replicas never tie (a tie pauses both)."""
+    peering_lifetime_seconds: int = Field(default=60, ge=5)
+    """How long a silent replica is considered alive (a killed leader blocks others this long)."""
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    """`json` (one object per line, with the object reference) or `text`."""
+    verbose: bool = False
+    """Debug logging."""
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @property
+    def clusterwide(self) -> bool:
+        """True when no namespace is listed."""
+        return not self.namespaces

@@ -1,0 +1,136 @@
+"""Training runtimes: the platform-owned half of a RayJob (image, placement, secrets).
+
+A FineTuneJob names a runtime (`spec.runtime`); the platform team defines runtimes in Helm
+values, which the chart renders into one ConfigMap (`tuneforge-runtimes`) in the operator's
+namespace: one data key per runtime name, its value this model as YAML (camelCase). Users
+never set images, node selectors or secrets; platform teams never touch user jobs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator
+
+from tuneforge.api.base import ApiModel
+
+RUNTIMES_CONFIGMAP = "tuneforge-runtimes"
+"""Name of the ConfigMap holding the runtimes, in the operator's namespace."""
+
+_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration (core/v1 `Toleration`)."""
+
+    key: str | None = None
+    """Taint key; empty with operator `Exists` tolerates everything."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """`Equal` (default) or `Exists`."""
+    value: str | None = None
+    """Taint value (with `Equal`)."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect to match; unset matches all effects."""
+    toleration_seconds: int | None = Field(default=None, ge=0)
+    """How long a `NoExecute` taint is tolerated."""
+
+
+class HeadResources(ApiModel):
+    """The Ray head pod. It runs the driver (the trainer's coordinator), never a training worker."""
+
+    cpu: str = Field(default="2", pattern=_QUANTITY)
+    """CPU request and limit of the head container."""
+    memory: str = Field(default="8Gi", pattern=_QUANTITY)
+    """Memory request and limit of the head container."""
+
+
+class TrainingRuntime(ApiModel):
+    """How a job's Ray cluster is built: image, Ray version, placement, secrets.
+
+    Worker sizes come from the job's `resources`; everything else comes from here.
+    """
+
+    image: str = Field(min_length=1)
+    """Trainer image for head and workers, e.g. `ghcr.io/acme/tuneforge-trainer:0.1.0`."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """Image pull policy of every Ray container."""
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Names of Secrets used to pull the image."""
+    ray_version: str = Field(default="2.60.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    """Ray version inside the image (KubeRay's `rayVersion`)."""
+    gpu_resource_name: str = Field(default="nvidia.com/gpu", min_length=1)
+    """Extended resource that schedules GPUs, e.g. `nvidia.com/gpu` or `amd.com/gpu`."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node selector of the worker pods (GPU nodes)."""
+    head_node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node selector of the head pod (defaults to none: the head needs no GPU)."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Tolerations of the worker pods (GPU taints)."""
+    service_account_name: str | None = Field(default=None, pattern=_NAME)
+    """ServiceAccount the Ray pods run as."""
+    s3_secret_ref: str | None = Field(default=None, pattern=_NAME)
+    """Secret whose keys become environment variables of every Ray container
+    (`TUNEFORGE_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...)."""
+    mlflow_secret_ref: str | None = Field(default=None, pattern=_NAME)
+    """Secret whose keys become environment variables of every Ray container
+    (`MLFLOW_TRACKING_URI`, `MLFLOW_TRACKING_TOKEN`, ...)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra plain environment variables of every Ray container."""
+    head: HeadResources = Field(default_factory=HeadResources)
+    """Size of the head pod."""
+    shm_size: str | None = Field(default="2Gi", pattern=_QUANTITY)
+    """Size of the in-memory `/dev/shm` of every Ray container (data loaders need it);
+    unset keeps the container runtime's default."""
+    priority_class_name: str | None = Field(default=None, pattern=_NAME)
+    """PriorityClass of the Ray pods."""
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    """Extra labels on the Ray pods."""
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    """Extra annotations on the Ray pods."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.match(_ENV_NAME, name)]
+        if bad:
+            raise ValueError(
+                f"runtime.env: invalid variable names {bad}: use letters, digits, '_', '-', '.'"
+            )
+        return value
+
+
+def _parse_one(name: str, text: str) -> TrainingRuntime | str:
+    try:
+        document: Any = yaml.safe_load(text)
+        return TrainingRuntime.model_validate(document)
+    except Exception as error:  # every problem becomes a message naming the runtime
+        return f"runtime {name!r} in ConfigMap {RUNTIMES_CONFIGMAP} is invalid: {error}"
+
+
+def parse_runtimes(data: dict[str, str]) -> dict[str, TrainingRuntime | str]:
+    """Parse the data of the runtimes ConfigMap: runtime name -> runtime, or an error message."""
+    return {name: _parse_one(name, text) for name, text in data.items()}
+
+
+def runtimes_configmap(runtimes: dict[str, TrainingRuntime], namespace: str) -> dict[str, Any]:
+    """The `tuneforge-runtimes` ConfigMap for these runtimes (what the Helm chart renders)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": RUNTIMES_CONFIGMAP,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "tuneforge",
+                "app.kubernetes.io/component": "runtimes",
+            },
+        },
+        "data": {
+            name: yaml.safe_dump(runtime.to_wire(), sort_keys=True)
+            for name, runtime in sorted(runtimes.items())
+        },
+    }

@@ -1,0 +1,165 @@
+"""Pure status computation: conditions, progress, times and events."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, Reason
+from tuneforge_operator.conditions import Blocker, Observed, compute_status, events_for, wire
+from tuneforge_operator.mlflow_reader import MlflowObservation
+from tuneforge_operator.rayjob_state import observe_rayjob
+
+NOW = "2026-05-01T12:00:00Z"
+BASE = Observed(
+    generation=1,
+    ray_job_name="dog",
+    model_name="sks-dog",
+    total_steps=100,
+    images_per_step=4,
+    suspend_requested=False,
+    now=NOW,
+)
+RUNNING = observe_rayjob({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"})
+SUCCEEDED = observe_rayjob(
+    {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED", "endTime": "2026-05-01T11:59:00Z"}
+)
+
+
+def _cond(status: FineTuneJobStatus, type_: ConditionType) -> tuple[str, str]:
+    condition = status.condition(type_)
+    assert condition is not None, type_
+    return condition.status.value, condition.reason
+
+
+def test_first_visit_names_the_child_and_sets_everything_unknown() -> None:
+    status = compute_status(None, BASE)
+    assert status.ray_job_name == "dog" and status.observed_generation == 1
+    assert _cond(status, ConditionType.SUCCEEDED) == ("Unknown", "Pending")
+    assert _cond(status, ConditionType.RAY_JOB_CREATED) == ("Unknown", "Pending")
+    assert _cond(status, ConditionType.SUSPENDED) == ("False", "NotSuspended")
+    assert status.completion_time is None and status.start_time is None
+
+
+def test_running_with_progress_and_eta() -> None:
+    run = MlflowObservation(run_id="r1", step=25, loss=0.123456, images_per_s=2.0)
+    status = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING, mlflow=run))
+    assert _cond(status, ConditionType.TRAINING) == ("True", "Training")
+    assert _cond(status, ConditionType.SUCCEEDED) == ("Unknown", "Training")
+    assert status.progress is not None
+    assert (status.progress.step, status.progress.total_steps, status.progress.percent) == (
+        25,
+        100,
+        25,
+    )
+    assert status.progress.eta_seconds == 75 * 4 // 2
+    assert status.progress.loss == "0.1235"
+    assert status.mlflow is not None and status.mlflow.run_id == "r1"
+    assert status.start_time == NOW
+
+
+def test_success_needs_the_registered_version() -> None:
+    registered = MlflowObservation(run_id="r1", step=100, model_version="3")
+    status = compute_status(None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=registered))
+    assert _cond(status, ConditionType.SUCCEEDED) == ("True", "TrainingSucceeded")
+    assert _cond(status, ConditionType.ADAPTER_REGISTERED) == ("True", "AdapterRegistered")
+    assert status.mlflow is not None and status.mlflow.model_version == "3"
+    assert status.completion_time == "2026-05-01T11:59:00Z"
+    assert status.is_finished()
+
+
+def test_success_without_version_waits_then_fails_after_the_grace_period() -> None:
+    nothing = MlflowObservation(run_id="r1", step=100)
+    waiting = compute_status(None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=nothing))
+    assert _cond(waiting, ConditionType.SUCCEEDED) == ("Unknown", "AwaitingRegistration")
+    late = dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=nothing, now="2026-05-01T13:00:00Z")
+    failed = compute_status(waiting, late)
+    assert _cond(failed, ConditionType.SUCCEEDED) == ("False", "AdapterNotRegistered")
+    assert _cond(failed, ConditionType.ADAPTER_REGISTERED) == ("False", "AdapterNotRegistered")
+
+
+def test_success_without_mlflow_is_reported_unverified() -> None:
+    status = compute_status(
+        None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow_configured=False)
+    )
+    assert _cond(status, ConditionType.SUCCEEDED) == ("True", "TrainingSucceeded")
+    assert _cond(status, ConditionType.ADAPTER_REGISTERED) == ("Unknown", "MlflowNotConfigured")
+
+
+def test_failure_carries_reason_and_message() -> None:
+    failed = observe_rayjob(
+        {"jobDeploymentStatus": "Failed", "reason": "SubmissionFailed", "message": "image pull"}
+    )
+    status = compute_status(None, dataclasses.replace(BASE, rayjob=failed, mlflow_configured=False))
+    summary = status.condition(ConditionType.SUCCEEDED)
+    assert summary is not None
+    assert (summary.status, summary.reason) == (ConditionStatus.FALSE, "SubmissionFailed")
+    assert "image pull" in summary.message
+    assert status.completion_time == NOW
+
+
+def test_missing_runtime_is_retried_not_final() -> None:
+    blocker = Blocker(Reason.RUNTIME_NOT_FOUND, "Runtime 'gpu' is not defined")
+    status = compute_status(None, dataclasses.replace(BASE, blocker=blocker))
+    assert _cond(status, ConditionType.RAY_JOB_CREATED) == ("False", "RuntimeNotFound")
+    assert _cond(status, ConditionType.SUCCEEDED) == ("Unknown", "RuntimeNotFound")
+    assert not status.is_finished()
+
+
+def test_invalid_spec_is_final() -> None:
+    blocker = Blocker(Reason.INVALID_SPEC, "Invalid spec: x", permanent=True)
+    status = compute_status(None, dataclasses.replace(BASE, blocker=blocker))
+    assert _cond(status, ConditionType.SUCCEEDED) == ("False", "InvalidSpec")
+
+
+def test_suspend_and_resume() -> None:
+    suspended_rj = observe_rayjob({"jobDeploymentStatus": "Suspended"})
+    suspended = compute_status(
+        None, dataclasses.replace(BASE, rayjob=suspended_rj, suspend_requested=True)
+    )
+    assert _cond(suspended, ConditionType.SUSPENDED) == ("True", "Suspended")
+    assert _cond(suspended, ConditionType.SUCCEEDED) == ("Unknown", "Suspended")
+    resumed = compute_status(suspended, dataclasses.replace(BASE, rayjob=RUNNING))
+    assert _cond(resumed, ConditionType.SUSPENDED) == ("False", "Resumed")
+
+
+def test_immutable_change_is_reported_not_applied() -> None:
+    status = compute_status(
+        None, dataclasses.replace(BASE, rayjob=RUNNING, immutable_changes=["spec.method"])
+    )
+    condition = status.condition(ConditionType.SPEC_APPLIED)
+    assert condition is not None and condition.status == ConditionStatus.FALSE
+    assert condition.reason == "ImmutableFieldChanged" and "spec.method" in condition.message
+
+
+def test_unchanged_observation_gives_identical_status_and_no_events() -> None:
+    obs = dataclasses.replace(BASE, rayjob=RUNNING)
+    first = compute_status(None, obs)
+    again = compute_status(first, dataclasses.replace(obs, now="2026-05-01T12:30:00Z"))
+    assert wire(again) == wire(first)
+    assert events_for(first, again) == []
+
+
+def test_transition_time_moves_only_when_status_changes() -> None:
+    first = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING))
+    later = compute_status(
+        first,
+        dataclasses.replace(
+            BASE, rayjob=SUCCEEDED, mlflow_configured=False, now="2026-05-01T13:00:00Z"
+        ),
+    )
+    before = first.condition(ConditionType.RAY_JOB_CREATED)
+    after = later.condition(ConditionType.RAY_JOB_CREATED)
+    assert before is not None and after is not None
+    assert before.last_transition_time == after.last_transition_time
+
+
+def test_events_follow_condition_changes_with_specific_reasons() -> None:
+    created = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING))
+    events = events_for(None, created)
+    reasons = {e.reason: e.type for e in events}
+    assert reasons["RayJobCreated"] == "Normal" and reasons["Training"] == "Normal"
+    failed_rj = observe_rayjob({"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"})
+    failed = compute_status(created, dataclasses.replace(BASE, rayjob=failed_rj))
+    failure_events = events_for(created, failed)
+    assert [e for e in failure_events if e.reason == "DeadlineExceeded"][0].type == "Warning"
+    assert len([e for e in failure_events if e.reason == "DeadlineExceeded"]) == 1
