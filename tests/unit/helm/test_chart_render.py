@@ -95,3 +95,34 @@ def test_dependency_conditions_switch_the_subcharts(tmp_path: Path, helm_bin: st
     assert not any(name.startswith("stand-in-") for name in off)
     on = {d["metadata"]["name"] for d in render(chart, {"minio": {"enabled": True, "mode": "x"}})}
     assert "stand-in-minio" in on and "stand-in-mlflow" not in on
+
+
+def _notes(chart: Path, values: dict[str, Any]) -> str:
+    """NOTES.txt as `helm install` prints it (client-side dry run: no cluster contacted)."""
+    from tests.unit.helm.helmchart import _value_args, run_helm
+
+    args = ["install", "tf", str(chart), "--dry-run=client", "-n", "tf-system"]
+    result = run_helm([*args, *_value_args(values, chart.parent)])
+    assert result.returncode == 0, result.output
+    return result.stdout.split("NOTES:", 1)[1]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_notes_give_copy_paste_steps_with_a_valid_job(chart: Path, variant: str) -> None:
+    import textwrap
+
+    import yaml
+    from tuneforge.api.job import FineTuneJob
+
+    notes = _notes(chart, VARIANTS[variant])
+    assert "helm test tf -n tf-system" in notes
+    assert "kubectl -n tf-system rollout status deploy/tf-tuneforge-operator" in notes
+    for step in ("1.", "2.", "3.", "4."):
+        assert f"\n{step} " in notes, f"step {step} missing:\n{notes}"
+    manifest = notes.split("<<'YAML'", 1)[1].split("\n", 1)[1].split("   YAML\n", 1)[0]
+    job = FineTuneJob.model_validate(yaml.safe_load(textwrap.dedent(manifest)))
+    assert job.spec.runtime in VARIANTS[variant].get("runtimes", {"default": {}})
+    if "serving" in VARIANTS[variant]:
+        assert "/v1/generate" in notes and "Authorization: Bearer" in notes
+    if "s3" not in VARIANTS[variant]:
+        assert "WARNING: s3.endpoint is empty" in notes
