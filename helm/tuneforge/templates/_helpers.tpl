@@ -163,6 +163,8 @@ is here and nowhere else (fields of tuneforge_operator.settings.OperatorSettings
       fieldPath: metadata.namespace
 - name: TUNEFORGE_OPERATOR_PEERING_NAME
   value: {{ .Values.operator.peering.name | quote }}
+- name: TUNEFORGE_OPERATOR_PEERING_LIFETIME_SECONDS
+  value: {{ .Values.operator.peering.lifetimeSeconds | quote }}
 - name: TUNEFORGE_OPERATOR_RESYNC_SECONDS
   value: {{ .Values.operator.resyncSeconds | quote }}
 - name: TUNEFORGE_OPERATOR_LIVENESS_PORT

@@ -96,6 +96,7 @@ def test_operator_settings_parse_the_chart_env(
     assert settings.namespaces == values.get("operator", {}).get("watchNamespaces", [])
     assert settings.runtime_configmap == one(docs, "ConfigMap", "-runtimes")["metadata"]["name"]
     assert settings.peering_name == "tuneforge"
+    assert settings.peering_lifetime_seconds == 60
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert settings.liveness_port == ports["health"]
     assert settings.metrics_port == ports["metrics"]
