@@ -7,7 +7,10 @@ TuneForgeError
 ├── JobExistsError          a job with that name already exists
 ├── JobFailedError          the job finished with Succeeded=False (reason, message, job)
 ├── WaitTimeoutError        `wait` gave up before the job finished (job)
-└── AdapterNotFoundError    no registered model, version or alias with that name
+├── AdapterNotFoundError    no registered model, version or alias with that name (name, ref)
+├── StorageError            object storage (S3) unreachable or a transfer failed
+├── RegistryError           the MLflow registry unreachable or a request failed
+└── UnsafeArtifactError     an artifact that is not safetensors / tuneforge-adapter.json
 """
 
 from __future__ import annotations
@@ -63,3 +66,21 @@ class WaitTimeoutError(TuneForgeError, TimeoutError):
 
 class AdapterNotFoundError(TuneForgeError, LookupError):
     """No registered model, version or alias matches the reference."""
+
+    def __init__(self, message: str, *, name: str | None = None, ref: str | None = None):
+        """The message (naming the reference), the registered model name and the reference."""
+        super().__init__(message)
+        self.name = name
+        self.ref = ref
+
+
+class StorageError(TuneForgeError):
+    """Object storage (S3) is unreachable, or an upload or download failed."""
+
+
+class RegistryError(TuneForgeError):
+    """The MLflow tracking server / model registry is unreachable or refused a request."""
+
+
+class UnsafeArtifactError(TuneForgeError):
+    """An artifact that could run code when loaded (not safetensors, not the manifest)."""
