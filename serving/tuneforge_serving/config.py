@@ -1,0 +1,183 @@
+"""Typed configuration of the serving application (the `args` of `build_app`).
+
+The same dict is what a RayService's `serveConfigV2` passes as `applications[].args`
+and what `serve run tuneforge_serving.app:build_app --args ...` reads. Field names are
+snake_case; camelCase aliases are accepted so YAML in the chart can use either.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+DEFAULT_TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
+    )
+
+
+class LimitsConfig(_Model):
+    """Per-request limits; a request beyond any of them is answered 422."""
+
+    max_width: int = Field(default=768, ge=8)
+    """Largest image width in pixels (must be a multiple of 8)."""
+    max_height: int = Field(default=768, ge=8)
+    """Largest image height in pixels (must be a multiple of 8)."""
+    max_steps: int = Field(default=50, ge=1)
+    """Most denoising steps per request."""
+    max_num_images: int = Field(default=4, ge=1)
+    """Most images per request."""
+    max_prompt_tokens: int = Field(default=77, ge=2)
+    """Most CLIP tokens in a prompt (incl. begin/end tokens, after textual-inversion expansion)."""
+    max_adapters_per_request: int | None = Field(default=None, ge=0)
+    """Most adapters in one request; default (None) the adapter LRU size."""
+
+
+class HotswapConfig(_Model):
+    """The pre-allocated slots adapters are copied into: the compatibility contract."""
+
+    max_lora_rank: int = Field(default=16, ge=1)
+    """Slot rank: LoRA adapters of rank <= this are zero-padded into a slot."""
+    unet_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_UNET_TARGETS))
+    """UNet module names (suffixes) that carry LoRA slots; adapters may target a subset."""
+    text_encoder_target_modules: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TEXT_ENCODER_TARGETS)
+    )
+    """Text-encoder module names with LoRA slots (empty: text-encoder LoRA is refused)."""
+    max_ti_vectors: int = Field(default=8, ge=1)
+    """Most textual-inversion vectors one adapter may bring (over all its tokens)."""
+
+
+class AutoscalingConfig(_Model):
+    """Ray Serve autoscaling for the model deployment (used when `enabled`)."""
+
+    enabled: bool = False
+    """Autoscale between min and max replicas instead of a fixed `num_replicas`."""
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    """Requests per replica Serve aims for."""
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=300.0, ge=0)
+
+    def to_serve(self) -> dict[str, Any]:
+        """The dict Ray Serve's `autoscaling_config` takes."""
+        return {
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+        }
+
+
+class BatchConfig(_Model):
+    """`@serve.batch` settings: requests with the same adapter set and shape run together."""
+
+    max_batch_size: int = Field(default=4, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+
+
+class AuthConfig(_Model):
+    """Optional bearer-token auth for the API (health, readiness and metrics stay open)."""
+
+    token_env: str | None = "TUNEFORGE_SERVING_TOKEN"
+    """Environment variable holding the token (e.g. from a Kubernetes Secret)."""
+    token_file: Path | None = None
+    """File holding the token (a mounted Secret); wins over `token_env`."""
+
+    def load_token(self) -> str | None:
+        """The configured token, or None when auth is off (no file and the env var unset)."""
+        if self.token_file is not None:
+            token = self.token_file.read_text().strip()
+            if not token:
+                raise ValueError(f"auth.tokenFile {self.token_file} is empty; write the token")
+            return token
+        if self.token_env:
+            return os.environ.get(self.token_env) or None
+        return None
+
+
+class ServingConfig(_Model):
+    """Everything the serving application needs; validated once in `build_app`."""
+
+    base_model: str
+    """Base model: a local directory, `s3://bucket/prefix` (downloaded once) or `hf://org/name`."""
+    model_name: str = "sd15"
+    """Name of the model deployment (one per base model)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` picks CUDA when a GPU is visible."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """`auto`: float16 on CUDA, float32 on CPU."""
+    adapter_lru_size: int = Field(default=3, ge=1)
+    """Adapters attached to the pipeline at once (one slot each)."""
+    host_cache_size: int = Field(default=32, ge=1)
+    """Adapters kept staged in host memory (safetensors parsed, ready to copy)."""
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".tuneforge" / "serving-cache")
+    """Disk cache for fetched adapters and downloaded base models."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    hotswap: HotswapConfig = Field(default_factory=HotswapConfig)
+    batching: BatchConfig = Field(default_factory=BatchConfig)
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    num_replicas: int = Field(default=1, ge=1)
+    """Fixed replica count of the model deployment when autoscaling is off."""
+    max_concurrent_requests: int = Field(default=8, ge=1)
+    """Requests one model replica works on at once (Serve's `max_ongoing_requests`)."""
+    max_queued_requests: int = Field(default=32, ge=0)
+    """Requests waiting at the ingress beyond the concurrent ones; more are answered 429."""
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    """A request still running after this is answered 504."""
+    resolve_cache_ttl_s: float = Field(default=5.0, ge=0)
+    """How long a resolved `name@alias` is reused before asking the registry again."""
+    num_gpus: float | None = None
+    """GPUs per model replica; None: 1 when `device` is cuda, else 0."""
+    num_cpus: float = Field(default=1.0, ge=0)
+    """CPUs per model replica."""
+    metrics_prefix: str = "tuneforge_serving"
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_model_given(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "base_model is empty: give a local path, s3://bucket/prefix or hf://org/name"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> ServingConfig:
+        for name in ("max_width", "max_height"):
+            if getattr(self.limits, name) % 8:
+                raise ValueError(f"limits.{name} must be a multiple of 8")
+        requested = self.limits.max_adapters_per_request
+        if requested is not None and requested > self.adapter_lru_size:
+            raise ValueError(
+                "limits.max_adapters_per_request exceeds adapter_lru_size: a request's adapters "
+                "must all fit in the pipeline at once; raise adapter_lru_size or lower the limit"
+            )
+        if (
+            self.autoscaling.enabled
+            and self.autoscaling.min_replicas > self.autoscaling.max_replicas
+        ):
+            raise ValueError("autoscaling.min_replicas must be <= autoscaling.max_replicas")
+        return self
+
+    @property
+    def max_adapters_per_request(self) -> int:
+        """Adapters one request may use: the limit, and never more than the LRU holds."""
+        return self.limits.max_adapters_per_request or self.adapter_lru_size
+
+    def replica_gpus(self, cuda_visible: bool) -> float:
+        """GPUs to request per model replica."""
+        if self.num_gpus is not None:
+            return self.num_gpus
+        return 1.0 if self.device == "cuda" or (self.device == "auto" and cuda_visible) else 0.0

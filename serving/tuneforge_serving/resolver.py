@@ -1,0 +1,49 @@
+"""Adapter references -> registry versions, with a short TTL cache for aliases and `latest`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tuneforge.errors import AdapterNotFoundError
+
+from tuneforge_serving.errors import AdapterRejected, AdapterUnknown, Unavailable
+
+
+class AdapterResolver:
+    """Resolves `name`, `name/3`, `name@alias` through the registry (blocking calls in threads).
+
+    A pinned version never changes, so it is cached for good; `name@alias` and `name`
+    (latest) are cached for `ttl_s` seconds so that moving an alias takes effect quickly
+    without one MLflow round trip per request.
+    """
+
+    def __init__(self, registry: Any, ttl_s: float) -> None:
+        self.registry = registry
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    def resolve_now(self, reference: str) -> Any:
+        """Blocking resolve; AdapterUnknown (404) naming the reference when it does not exist."""
+        now = time.monotonic()
+        cached = self._cache.get(reference)
+        pinned = "/" in reference
+        if cached is not None and (pinned or now - cached[0] < self.ttl_s):
+            return cached[1]
+        try:
+            resolved = self.registry.resolve(reference)
+        except AdapterNotFoundError as error:
+            raise AdapterUnknown(f"adapter {reference!r} not found: {error}") from error
+        except Exception as error:
+            if type(error).__name__ == "UnsafeArtifactError":
+                raise AdapterRejected(f"adapter {reference!r}: {error}") from error
+            raise Unavailable(
+                f"adapter registry unavailable while resolving {reference!r}: {error}"
+            ) from error
+        self._cache[reference] = (now, resolved)
+        return resolved
+
+    async def resolve(self, reference: str) -> Any:
+        """`resolve_now` in a worker thread."""
+        return await asyncio.to_thread(self.resolve_now, reference)
