@@ -16,26 +16,16 @@ from tuneforge.api import ValidationSpec
 
 def load_pipeline_with_adapter(model_dir: Path, adapter_dir: Path | None) -> Any:
     """A plain `StableDiffusionPipeline` with the adapter files of `adapter_dir` applied."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
 
-    extra: dict[str, Any] = {}
-    if adapter_dir is not None and (adapter_dir / "unet").is_dir():
-        extra["unet"] = UNet2DConditionModel.from_pretrained(
-            str(adapter_dir / "unet"), use_safetensors=True
-        )
-    if adapter_dir is not None and (adapter_dir / "text_encoder").is_dir():
-        from transformers import CLIPTextModel
-
-        extra["text_encoder"] = CLIPTextModel.from_pretrained(
-            str(adapter_dir / "text_encoder"), use_safetensors=True
-        )
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(model_dir),
-        safety_checker=None,
-        requires_safety_checker=False,
-        use_safetensors=True,
-        **extra,
+        str(model_dir), safety_checker=None, requires_safety_checker=False, use_safetensors=True
     )
+    if adapter_dir is not None and (adapter_dir / "unet.safetensors").is_file():
+        pipe.unet.load_state_dict(load_file(str(adapter_dir / "unet.safetensors")))
+    if adapter_dir is not None and (adapter_dir / "text_encoder.safetensors").is_file():
+        pipe.text_encoder.load_state_dict(load_file(str(adapter_dir / "text_encoder.safetensors")))
     pipe.set_progress_bar_config(disable=True)
     if adapter_dir is not None and (adapter_dir / LORA_WEIGHTS).is_file():
         pipe.load_lora_weights(str(adapter_dir), weight_name=LORA_WEIGHTS)

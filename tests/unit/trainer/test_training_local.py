@@ -120,7 +120,7 @@ def test_dreambooth_full_unet_with_prior_preservation(tiny_model_dir, tiny_datas
     _, context = run_worker_locally(job, tmp_path, class_data_uri=str(tiny_dataset_dir / "class"))
     adapter = _adapter(context)
     manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
-    assert manifest["files"] == ["unet/diffusion_pytorch_model.safetensors"]
+    assert manifest["files"] == ["unet.safetensors"]
     pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
     base = load_tiny_pipeline(tiny_model_dir)
     assert np.abs(_render(pipe) - _render(base)).max() > 1e-4

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tuneforge.adapter import LORA_WEIGHTS
 from tuneforge.api import DreamBoothSpec, Method
 
@@ -23,8 +24,12 @@ from tuneforge_trainer.methods.lora import (
     save_lora_files,
 )
 
-UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
-TEXT_ENCODER_WEIGHTS = "text_encoder/model.safetensors"
+UNET_WEIGHTS = "unet.safetensors"
+TEXT_ENCODER_WEIGHTS = "text_encoder.safetensors"
+
+
+def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().contiguous() for name, tensor in state.items()}
 
 
 class DreamBoothMethod(TrainingMethod):
@@ -87,7 +92,7 @@ class DreamBoothMethod(TrainingMethod):
         return instance + self.dreambooth.prior_loss_weight * prior
 
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> ExportedAdapter:
-        """A LoRA file (exportLora) or the fine-tuned `unet/` (and `text_encoder/`) folders."""
+        """A LoRA file (exportLora) or the fine-tuned UNet (and text encoder) weights."""
         components = self.components
         if self.export_lora:
             save_lora_files(
@@ -108,14 +113,12 @@ class DreamBoothMethod(TrainingMethod):
                 },
             )
         files = [UNET_WEIGHTS]
-        components.unet.save_pretrained(
-            str(out_dir / "unet"), state_dict=split_prefix(state, "unet"), safe_serialization=True
-        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_file(_contiguous(split_prefix(state, "unet")), str(out_dir / UNET_WEIGHTS))
         if self.trains_text_encoder:
-            components.text_encoder.save_pretrained(
-                str(out_dir / "text_encoder"),
-                state_dict=split_prefix(state, "text_encoder"),
-                safe_serialization=True,
+            save_file(
+                _contiguous(split_prefix(state, "text_encoder")),
+                str(out_dir / TEXT_ENCODER_WEIGHTS),
             )
             files.append(TEXT_ENCODER_WEIGHTS)
         return ExportedAdapter(files=files)

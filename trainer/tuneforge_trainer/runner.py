@@ -1,0 +1,146 @@
+"""`run_job(job, settings) -> TrainResult`: the whole journey of one FineTuneJob.
+
+pre-flight checks → class images (DreamBooth) → the job's MLflow run → Ray Train fit →
+register the last checkpoint's adapter as a model version (once per job uid) → result line.
+The CLI (`python -m tuneforge_trainer run`) and the embedded runner both call this.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.adapter import AdapterManifest
+from tuneforge.api import FineTuneJob
+from tuneforge.settings import Settings
+
+from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
+from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
+from tuneforge_trainer.export import read_manifest
+from tuneforge_trainer.inputs import is_s3
+from tuneforge_trainer.plan import WorkerPlan, job_uid, run_name
+from tuneforge_trainer.preflight import preflight
+from tuneforge_trainer.priors import class_images_dir
+from tuneforge_trainer.progress import RESULT_PREFIX, ProgressPrinter, format_event
+from tuneforge_trainer.tracking import MODEL_VERSION_TAG, RunTracker, find_or_create_run
+from tuneforge_trainer.trainer_settings import TrainerSettings
+
+
+@dataclass
+class TrainResult:
+    """What a finished job produced."""
+
+    run_id: str
+    model_name: str
+    model_version: str
+    steps: int
+    job_uid: str
+    manifest: dict[str, Any]
+
+
+def tracking_uri_for(settings: Settings) -> str:
+    """The MLflow tracking URI: configured, or embedded mode's SQLite store."""
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return settings.embedded_tracking_uri()
+
+
+def publish_class_images(
+    local_dir: Path, checkpoint_uri: str, job: FineTuneJob, settings: Settings
+) -> str:
+    """Where workers find the class images: beside the checkpoints on S3, or the local folder."""
+    if not is_s3(checkpoint_uri):
+        return str(local_dir)
+    from tuneforge.storage import upload_dir
+
+    uri = f"{checkpoint_uri.rstrip('/')}/{run_name(job)}-class-images"
+    upload_dir(local_dir, uri, settings)
+    return uri
+
+
+def register(
+    settings: Settings, run_id: str, adapter_dir: Path, manifest: AdapterManifest, job: FineTuneJob
+) -> Any:
+    """Register the adapter folder as a version of `output.registeredModel` (idempotent per uid)."""
+    from tuneforge.registry import AdapterRegistry
+
+    output = job.spec.output
+    tags = {"tuneforge.job_name": job.name, "tuneforge.job_uid": manifest.job_uid or ""}
+    return AdapterRegistry(settings).register(
+        run_id, adapter_dir, manifest, output.registered_model, alias=output.alias, tags=tags
+    )
+
+
+def run_job(
+    job: FineTuneJob,
+    settings: Settings | None = None,
+    *,
+    trainer_settings: TrainerSettings | None = None,
+    callbacks: list[Any] | None = None,
+) -> TrainResult:
+    """Check, train on Ray, register; returns the MLflow run and the registered version."""
+    settings = settings or Settings()
+    trainer_settings = trainer_settings or TrainerSettings()
+    uid = job_uid(job)
+    tracking_uri = tracking_uri_for(settings)
+    checkpoint_uri = trainer_settings.checkpoints(settings)
+    cache_dir = trainer_settings.cache_dir(settings)
+    inputs = preflight(job, settings, tracking_uri, checkpoint_uri, cache_dir)
+
+    work_dir = cache_dir / "jobs" / run_name(job)
+    class_dir = class_images_dir(
+        job, inputs.model_dir, inputs.dataset_dir, work_dir, settings, cache_dir
+    )
+    class_uri = (
+        publish_class_images(class_dir, checkpoint_uri, job, settings) if class_dir else None
+    )
+
+    run_id = find_or_create_run(tracking_uri, job, uid)
+    tracker = RunTracker(tracking_uri, run_id)
+    resources = job.spec.resources
+    plan = WorkerPlan(
+        job=job.to_manifest(),
+        job_uid=uid,
+        model_uri=job.spec.base_model.uri,
+        dataset_uri=job.spec.dataset.uri,
+        class_data_uri=class_uri,
+        cache_dir=str(cache_dir),
+        tracking_uri=tracking_uri,
+        run_id=run_id,
+        threads=resources.cpus_per_worker,
+    )
+    connect_ray(settings, resources.workers * resources.cpus_per_worker)
+    storage_path, filesystem = storage_for(checkpoint_uri, settings)
+    trainer = build_trainer(
+        job, plan, storage_path, filesystem, trainer_settings.trainer_max_failures, callbacks
+    )
+    try:
+        result = fit(trainer)
+    except Exception:
+        tracker.finish("FAILED")
+        raise
+    with tempfile.TemporaryDirectory(prefix="tuneforge-final-") as tmp:
+        local = Path(result.checkpoint.to_directory(str(Path(tmp) / "checkpoint")))
+        if not (local / STATE_FILE).is_file():
+            raise FileNotFoundError(f"checkpoint {result.checkpoint.path} has no {STATE_FILE}")
+        manifest = read_manifest(local / ADAPTER_DIR)
+        registered = register(settings, run_id, local / ADAPTER_DIR, manifest, job)
+    tracker.set_tag(MODEL_VERSION_TAG, str(registered.version))
+    tracker.finish("FINISHED")
+    outcome = TrainResult(
+        run_id=run_id,
+        model_name=str(registered.name),
+        model_version=str(registered.version),
+        steps=manifest.steps,
+        job_uid=uid,
+        manifest=manifest.model_dump(mode="json"),
+    )
+    ProgressPrinter(job.spec.training.max_steps).emit(
+        format_event(
+            RESULT_PREFIX, "result", **{k: v for k, v in asdict(outcome).items() if k != "manifest"}
+        )
+    )
+    return outcome
