@@ -1,7 +1,8 @@
 """Adapters staged in host memory: fetched from the registry (S3) once, parsed, kept in an LRU.
 
 Layers, slowest first: the registry's S3 artifacts -> the on-disk cache
-(`cache_dir/adapters/<name>/<version>`, reused across restarts) -> parsed tensors in host
+(`cache_dir/adapters/<name>/<version>`, written by the registry's `fetch`, reused across
+restarts) -> parsed tensors in host
 memory (`host_cache_size` adapters) -> the pipeline slots (engine). Every artifact is
 checked here: safetensors only, made for this base model (fingerprint), within the
 hot-swap contract. Errors are ServingErrors with their HTTP status.
@@ -20,7 +21,7 @@ from safetensors import safe_open
 from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest
 
 from tuneforge_serving.embedding_slots import StagedEmbeddings
-from tuneforge_serving.errors import AdapterRejected
+from tuneforge_serving.errors import AdapterRejected, Unavailable
 from tuneforge_serving.lora_format import StagedLora, read_lora_file
 
 log = logging.getLogger(__name__)
@@ -136,28 +137,17 @@ class AdapterStore:
         self.hits = 0
         self.misses = 0
 
-    def _folder(self, key: AdapterKey) -> Path:
-        return self.cache_dir / "adapters" / key.name / str(key.version)
+    def _fetch(self, key: AdapterKey, resolved: Any) -> tuple[Path, AdapterManifest]:
+        """The adapter's folder in the disk cache (the registry downloads it once)."""
+        from tuneforge.errors import TuneForgeError, UnsafeArtifactError
 
-    def _fetch_to_disk(self, key: AdapterKey, resolved: Any) -> tuple[Path, AdapterManifest]:
-        """The adapter's folder in the disk cache, fetching it from the registry when absent."""
-        folder = self._folder(key)
-        marker = folder / ".tuneforge-complete"
-        if marker.is_file():
-            manifest = AdapterManifest.model_validate_json(marker.read_text())
-            return self._cached_path(key), manifest
-        folder.mkdir(parents=True, exist_ok=True)
-        fetched = self.source.fetch(resolved, folder)
-        path = Path(fetched.path)
-        manifest = fetched.manifest
-        if path != folder:
-            (folder / ".tuneforge-path").write_text(str(path))
-        marker.write_text(manifest.model_dump_json())
-        return path, manifest
-
-    def _cached_path(self, key: AdapterKey) -> Path:
-        pointer = self._folder(key) / ".tuneforge-path"
-        return Path(pointer.read_text()) if pointer.is_file() else self._folder(key)
+        try:
+            fetched = self.source.fetch(resolved, self.cache_dir / "adapters")
+        except UnsafeArtifactError as error:
+            raise AdapterRejected(f"adapter {key}: {error}") from error
+        except TuneForgeError as error:
+            raise Unavailable(f"adapter {key} could not be fetched: {error}") from error
+        return Path(fetched.path), fetched.manifest
 
     def get(self, resolved: Any) -> StagedAdapter:
         """The staged adapter for a resolved registry entry (fetching and parsing on a miss)."""
@@ -175,8 +165,8 @@ class AdapterStore:
                 if staged is not None:
                     self.hits += 1
                     return staged
-            _, manifest = self._fetch_to_disk(key, resolved)
-            staged = load_staged(key, self._cached_path(key), manifest, self.fingerprint)
+            folder, manifest = self._fetch(key, resolved)
+            staged = load_staged(key, folder, manifest, self.fingerprint)
             with self._lock:
                 self.misses += 1
                 self._staged[key] = staged

@@ -90,7 +90,7 @@ class ApiService:
             return
         given = credentials.credentials if credentials else ""
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise _Unauthorized()
+            raise _Unauthorized("missing or wrong bearer token: send Authorization: Bearer <token>")
 
     def backend(self, model: str | None) -> ModelBackend:
         """The backend for `model` (404 for an unknown model name)."""
@@ -171,7 +171,9 @@ class ApiService:
                 AdapterSummary(
                     name=name,
                     latest_version=getattr(entry, "latest_version", None),
-                    aliases=dict(aliases) if isinstance(aliases, dict) else {},
+                    aliases={a: int(v) for a, v in aliases.items()}
+                    if isinstance(aliases, dict)
+                    else {},
                     loaded_versions=sorted(loaded.get(name, [])),
                 )
             )

@@ -15,6 +15,7 @@ sample names its slot(s) through peft's per-sample `adapter_names` path.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -50,8 +51,10 @@ class LoraSlotBank:
             config = LoraConfig(
                 r=slot_rank, lora_alpha=slot_rank, target_modules=targets, lora_dropout=0.0
             )
-            for index in range(n_slots):
-                inject_adapter_in_model(config, module, adapter_name=slot_name(index))
+            with warnings.catch_warnings():  # peft warns about every adapter after the first
+                warnings.simplefilter("ignore", UserWarning)
+                for index in range(n_slots):
+                    inject_adapter_in_model(config, module, adapter_name=slot_name(index))
             module.requires_grad_(False)
             for path, layer in module.named_modules():
                 if isinstance(layer, LoraLayer):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from tuneforge.errors import AdapterNotFoundError
+from tuneforge.errors import AdapterNotFoundError, UnsafeArtifactError
 
 from tuneforge_serving.errors import AdapterRejected, AdapterUnknown, Unavailable
 
@@ -35,9 +35,11 @@ class AdapterResolver:
             resolved = self.registry.resolve(reference)
         except AdapterNotFoundError as error:
             raise AdapterUnknown(f"adapter {reference!r} not found: {error}") from error
-        except Exception as error:
-            if type(error).__name__ == "UnsafeArtifactError":
-                raise AdapterRejected(f"adapter {reference!r}: {error}") from error
+        except UnsafeArtifactError as error:
+            raise AdapterRejected(f"adapter {reference!r}: {error}") from error
+        except ValueError as error:  # a malformed reference
+            raise AdapterUnknown(f"adapter {reference!r}: {error}") from error
+        except Exception as error:  # noqa: BLE001 - registry down: 503, not 500
             raise Unavailable(
                 f"adapter registry unavailable while resolving {reference!r}: {error}"
             ) from error
