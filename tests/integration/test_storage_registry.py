@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +170,11 @@ def server_registry(mlflow_server: MlflowService, tmp_path: Path) -> AdapterRegi
     return AdapterRegistry(settings)
 
 
-@pytest.fixture
-def embedded_registry(tmp_path: Path) -> Iterator[AdapterRegistry]:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=None)
-    yield AdapterRegistry(settings)
+@pytest.fixture(scope="module")
+def embedded_registry(tmp_path_factory: pytest.TempPathFactory) -> AdapterRegistry:
+    """One embedded store per module: creating the SQLite schema takes seconds."""
+    home = tmp_path_factory.mktemp("embedded-home")
+    return AdapterRegistry(Settings(home=home, mlflow_tracking_uri=None))
 
 
 @pytest.fixture(params=["server", "embedded"])
