@@ -1,0 +1,260 @@
+"""The whole trainer on real services: Ray Train (2 workers), SeaweedFS S3 and `mlflow server`.
+
+Each test is one or two `fit()` calls (~40-60 s each here), so assertions are combined per
+fit: the method trains 2 steps on 2 workers with a strategy, its dataset comes from S3, its
+checkpoints go to S3 through Ray Train's storage, it registers one MLflow model version,
+and the registered files (fetched back from the registry) load into a plain
+`StableDiffusionPipeline` that renders something different from the base model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.fixtures.assets import load_tiny_pipeline
+from tests.fixtures.trainer import make_trainer_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROMPT = "a photo of sks toy"
+
+
+@pytest.fixture(scope="module")
+def s3_dataset(services_env, s3, tiny_dataset_dir) -> dict[str, str]:
+    """The tiny dataset uploaded twice: whole (with class images) and instance images only."""
+    from tuneforge.settings import Settings
+    from tuneforge.storage import ensure_bucket, upload_dir
+
+    settings = Settings()
+    ensure_bucket("datasets", settings)
+    upload_dir(tiny_dataset_dir, "s3://datasets/toys", settings)
+    upload_dir(tiny_dataset_dir / "instance", "s3://datasets/toys-instance-only", settings)
+    return {"full": "s3://datasets/toys", "instance_only": "s3://datasets/toys-instance-only"}
+
+
+@pytest.fixture(scope="module")
+def trainer_env(services_env, tmp_path_factory, monkeypatch_module=None):
+    """A fresh download cache for this module's jobs (kept apart from other suites)."""
+    import os
+
+    cache = tmp_path_factory.mktemp("trainer-cache")
+    previous = os.environ.get("TUNEFORGE_TRAINER_CACHE")
+    os.environ["TUNEFORGE_TRAINER_CACHE"] = str(cache)
+    yield services_env
+    if previous is None:
+        os.environ.pop("TUNEFORGE_TRAINER_CACHE", None)
+    else:
+        os.environ["TUNEFORGE_TRAINER_CACHE"] = previous
+
+
+def _render(pipe, prompt: str = PROMPT) -> np.ndarray:
+    generator = torch.Generator().manual_seed(0)
+    return pipe(
+        prompt,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        height=64,
+        width=64,
+        generator=generator,
+        output_type="np",
+    ).images[0]
+
+
+def _fetch(result, tmp_path: Path):
+    from tuneforge.registry import AdapterRegistry
+
+    registry = AdapterRegistry()
+    resolved = registry.resolve(f"{result.model_name}/{result.model_version}")
+    return registry.fetch(resolved, tmp_path / "fetched")
+
+
+def _versions(name: str) -> list[str]:
+    from mlflow.tracking import MlflowClient
+    from tuneforge.settings import Settings
+
+    uri = Settings().mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return [v.version for v in client.search_model_versions(f"name = '{name}'")]
+
+
+def _metric_steps(run_id: str, key: str) -> list[int]:
+    from mlflow.tracking import MlflowClient
+    from tuneforge.settings import Settings
+
+    client = MlflowClient(tracking_uri=Settings().mlflow_tracking_uri)
+    return [
+        m.step for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+    ]
+
+
+def test_lora_ddp_from_s3_registers_a_loadable_version(
+    trainer_env, s3_dataset, tiny_model_dir, tmp_path
+):
+    from mlflow.tracking import MlflowClient
+    from tuneforge_trainer import run_job
+
+    job = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        s3_dataset["full"],
+        name="ray-lora",
+        uid="uid-ray-lora",
+        training={"learningRate": 5e-3},
+        lora={"rank": 4, "alpha": 8.0, "trainTextEncoder": True},
+        resources={"workers": 2, "strategy": "ddp"},
+        validation={"prompts": [PROMPT], "steps": 2, "everySteps": 1},
+        output={"registeredModel": "ray-lora", "alias": "candidate"},
+    )
+    result = run_job(job)
+    assert result.steps == 2 and result.model_version == "1"
+    client = MlflowClient(tracking_uri=trainer_env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(result.run_id)
+    assert run.data.tags["tuneforge.job_uid"] == "uid-ray-lora"
+    assert run.data.params["lora.alpha"] == "8.0" and run.info.status == "FINISHED"
+    assert {"loss", "lr", "step", "images_per_s"} <= set(run.data.metrics)
+    assert _metric_steps(result.run_id, "loss") == [1, 2]
+    artifacts = [a.path for a in client.list_artifacts(result.run_id, "validation")]
+    assert artifacts == ["validation/step-000001", "validation/step-000002"]
+    assert client.get_model_version_by_alias("ray-lora", "candidate").version == "1"
+
+    fetched = _fetch(result, tmp_path)
+    assert fetched.manifest.alpha == 8.0 and fetched.manifest.job_uid == "uid-ray-lora"
+    pipe = load_tiny_pipeline(tiny_model_dir)
+    base = _render(pipe)
+    pipe.load_lora_weights(str(fetched.path))
+    assert np.abs(_render(pipe) - base).max() > 1e-4
+
+
+def test_textual_inversion_fsdp_registers_only_new_rows(
+    trainer_env, s3_dataset, tiny_model_dir, tmp_path
+):
+    from tuneforge_trainer import run_job
+
+    job = make_trainer_job(
+        "textualInversion",
+        tiny_model_dir,
+        s3_dataset["full"],
+        name="ray-ti",
+        uid="uid-ray-ti",
+        training={"learningRate": 5e-2},
+        textualInversion={
+            "placeholderToken": "<sks-toy>",
+            "initializerToken": "ball",
+            "numVectors": 2,
+        },
+        resources={"workers": 2, "strategy": "fsdp"},
+        output={"registeredModel": "ray-ti"},
+    )
+    result = run_job(job)
+    fetched = _fetch(result, tmp_path)
+    assert fetched.manifest.tokens == ["<sks-toy>"] and fetched.manifest.steps == 2
+    pipe = load_tiny_pipeline(tiny_model_dir)
+    base_rows = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
+    init_id = pipe.tokenizer.encode("ball", add_special_tokens=False)[0]
+    pipe.load_textual_inversion(str(fetched.path / "learned_embeds.safetensors"))
+    rows = pipe.text_encoder.get_input_embeddings().weight.detach()
+    assert torch.equal(rows[: base_rows.shape[0]], base_rows)
+    ids = pipe.tokenizer.convert_tokens_to_ids(["<sks-toy>", "<sks-toy>_1"])
+    trained = _render(pipe, "a photo of <sks-toy>")
+    with torch.no_grad():
+        rows[ids] = base_rows[init_id]
+    assert np.abs(trained - _render(pipe, "a photo of <sks-toy>")).max() > 1e-4
+
+
+def test_dreambooth_deepspeed_generates_class_images_and_registers(
+    trainer_env, s3_dataset, tiny_model_dir, tmp_path
+):
+    from tuneforge_trainer import run_job
+    from tuneforge_trainer.validation import load_pipeline_with_adapter
+
+    job = make_trainer_job(
+        "dreambooth",
+        tiny_model_dir,
+        s3_dataset["instance_only"],
+        name="ray-db",
+        uid="uid-ray-db",
+        dreambooth={"priorPreservation": True},
+        resources={"workers": 2, "strategy": "deepspeed"},
+        output={"registeredModel": "ray-db"},
+    )
+    result = run_job(job)
+    fetched = _fetch(result, tmp_path)
+    assert fetched.manifest.method == "dreambooth" and fetched.manifest.files == [
+        "unet.safetensors"
+    ]
+    from tuneforge.storage import minio_client
+
+    generated = list(
+        minio_client().list_objects("tuneforge-checkpoints", prefix="runs/", recursive=True)
+    )
+    assert any("class-images/generated-" in o.object_name for o in generated)
+    pipe = load_pipeline_with_adapter(Path(tiny_model_dir), fetched.path)
+    assert np.abs(_render(pipe) - _render(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
+
+
+def _kill_a_worker_after_first_checkpoint(prefix: str, stop: threading.Event, killed: list[int]):
+    """Watch S3 for the first checkpoint of the run, then SIGKILL one Ray Train worker."""
+    import psutil
+    from tuneforge.storage import minio_client
+
+    client = minio_client()
+    while not stop.is_set():
+        names = [
+            o.object_name
+            for o in client.list_objects("tuneforge-checkpoints", prefix=prefix, recursive=True)
+        ]
+        if any("checkpoint_" in name and name.endswith("trainer_state.json") for name in names):
+            for process in psutil.process_iter(["cmdline"]):
+                cmdline = " ".join(process.info["cmdline"] or [])
+                if "RayTrainWorker" in cmdline:
+                    process.kill()
+                    killed.append(process.pid)
+                    return
+        time.sleep(0.2)
+
+
+def test_killed_worker_resumes_from_checkpoint_and_registers_once(
+    trainer_env, s3_dataset, tiny_model_dir
+):
+    from tuneforge_trainer import run_job
+    from tuneforge_trainer.plan import run_name
+
+    job = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        s3_dataset["full"],
+        name="ray-kill",
+        uid="uid-ray-kill",
+        training={"maxSteps": 16, "checkpointEverySteps": 4},
+        resources={"workers": 2, "strategy": "ddp"},
+        output={"registeredModel": "ray-kill"},
+    )
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(
+        target=_kill_a_worker_after_first_checkpoint,
+        args=(f"runs/{run_name(job)}/", stop, killed),
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        result = run_job(job)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert killed, "no worker was killed: training finished before the first checkpoint?"
+    assert result.steps == 16
+    steps = _metric_steps(result.run_id, "step")
+    assert steps[-1] == 16
+    repeated = sorted({s for s in steps if steps.count(s) > 1})
+    assert repeated, f"no step was trained twice after the kill: {steps}"
+    assert (repeated[0] - 1) % 4 == 0, f"resume did not start after a checkpoint: {steps}"
+
+    again = run_job(job)  # the same job again: resumes at step 16, registers nothing new
+    assert (again.run_id, again.model_version) == (result.run_id, result.model_version)
+    assert _versions("ray-kill") == [result.model_version]
