@@ -1,0 +1,21 @@
+"""Mixed-adapter batching (issue 8): requests with different adapters share one UNet batch.
+
+- `MixedBatchFormer` (asyncio): gathers concurrent requests of one shape, whatever their
+  adapters, up to a batch size and a wait time, and resolves each caller's future;
+- `MixedBatchRunner`: runs such a batch on a `ServingEngine` as one pipeline call, each
+  sample with its own LoRA set (peft's per-sample `adapter_names`) and TI tokens;
+- `MixedBatchMetrics`: Prometheus metrics; `MixedBatchingConfig`: the settings.
+"""
+
+from tuneforge_serving.mixed.config import MixedBatchingConfig
+from tuneforge_serving.mixed.metrics import MixedBatchMetrics
+from tuneforge_serving.mixed.plan import Fallback, shape_key
+from tuneforge_serving.mixed.runner import MixedBatchRunner
+
+__all__ = [
+    "Fallback",
+    "MixedBatchMetrics",
+    "MixedBatchRunner",
+    "MixedBatchingConfig",
+    "shape_key",
+]
