@@ -4,18 +4,23 @@
   adapters, up to a batch size and a wait time, and resolves each caller's future;
 - `MixedBatchRunner`: runs such a batch on a `ServingEngine` as one pipeline call, each
   sample with its own LoRA set (peft's per-sample `adapter_names`) and TI tokens;
+- `MixedBatching`: the two wired to one engine (what the deployment holds);
 - `MixedBatchMetrics`: Prometheus metrics; `MixedBatchingConfig`: the settings.
 """
 
 from tuneforge_serving.mixed.config import MixedBatchingConfig
+from tuneforge_serving.mixed.former import MixedBatchFormer
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics
 from tuneforge_serving.mixed.plan import Fallback, shape_key
 from tuneforge_serving.mixed.runner import MixedBatchRunner
+from tuneforge_serving.mixed.service import MixedBatching
 
 __all__ = [
     "Fallback",
+    "MixedBatchFormer",
     "MixedBatchMetrics",
     "MixedBatchRunner",
+    "MixedBatching",
     "MixedBatchingConfig",
     "shape_key",
 ]
