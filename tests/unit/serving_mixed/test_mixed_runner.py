@@ -1,0 +1,119 @@
+"""The mixed runner on a real engine: fallbacks, slot splits, errors, images per request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.fixtures.serving import FolderAdapterSource
+from tests.unit.serving_mixed.conftest import build_engine, png_pixels
+
+LEVEL = 1.0 / 255 + 1e-6
+PREFIX = "tuneforge_serving"
+
+
+def _assert_solo_equal(engine: Any, outputs: list[Any], jobs: list[Any]) -> None:
+    for position, (output, job) in enumerate(zip(outputs, jobs, strict=True)):
+        assert output.error is None, (position, output.error)
+        solo = engine.generate(job)
+        assert len(output.images) == len(solo.images) == job.num_images
+        for ours, alone in zip(output.images, solo.images, strict=True):
+            difference = np.abs(png_pixels(ours) - png_pixels(alone)).max()
+            assert difference <= LEVEL, f"request {position} differs from its solo run"
+
+
+def test_three_loras_fall_back_to_their_own_batch_visibly(
+    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    metrics = mixed_runner.metrics
+    labels = {"reason": "too_many_loras"}
+    before = metrics.value(f"{PREFIX}_mixed_fallbacks_total", labels)
+    jobs = [
+        make_job([("lora0", 1.0), ("lora1", 0.5), ("lora2", 1.0)], seed=3),
+        make_job([("lora0", 1.0)], seed=4),
+    ]
+    outputs = mixed_runner.run(jobs)
+    assert metrics.value(f"{PREFIX}_mixed_fallbacks_total", labels) == before + 1
+    _assert_solo_equal(mixed_engine, outputs, jobs)
+
+
+def test_more_adapters_than_slots_split_the_batch_and_stay_exact(
+    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    metrics = mixed_runner.metrics
+    before = metrics.value(f"{PREFIX}_mixed_slot_splits_total")
+    jobs = [
+        make_job([("lora0", 1.0), ("lora1", 1.0)], seed=1),
+        make_job([("lora2", 0.8), ("lora3", 1.0)], seed=2),
+        make_job([("lora4", 1.0)], seed=3),
+        make_job([("lora5", 1.0), ("ti-dog", 1.0)], prompt="a <dog-toy> on grass", seed=4),
+    ]
+    outputs = mixed_runner.run(jobs)
+    assert metrics.value(f"{PREFIX}_mixed_slot_splits_total") >= before + 1
+    _assert_solo_equal(mixed_engine, outputs, jobs)
+
+
+def test_several_images_per_request_use_consecutive_seeds(
+    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    jobs = [make_job([("lora6", 1.0)], seed=20, num_images=2), make_job(seed=30, num_images=3)]
+    outputs = mixed_runner.run(jobs)
+    _assert_solo_equal(mixed_engine, outputs, jobs)
+    assert outputs[0].images[0] != outputs[0].images[1]
+
+
+def test_a_bad_request_fails_alone(mixed_runner: Any, make_job: Callable[..., Any]) -> None:
+    too_long = " ".join(["cat"] * 120)
+    outputs = mixed_runner.run(
+        [make_job([("lora0", 1.0)], prompt=too_long), make_job([("lora1", 1.0)], seed=5)]
+    )
+    assert outputs[0].error is not None and outputs[0].error.status == 422
+    assert "maxPromptTokens" in outputs[0].error.detail
+    assert outputs[1].error is None and len(outputs[1].images) == 1
+
+
+def test_outputs_report_adapters_and_timings(
+    mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    (output,) = mixed_runner.run([make_job([("lora0", 0.5), ("ti-cat", 1.0)])])
+    assert [(a["name"], a["version"], a["weight"]) for a in output.adapters] == [
+        ("lora0", 1, 0.5),
+        ("ti-cat", 1, 1.0),
+    ]
+    assert output.adapters[1]["tokens"] == ["<cat-toy>"]
+    assert {"stage_ms", "queue_ms", "swap_ms", "inference_ms"} <= set(output.timings)
+
+
+def test_jobs_of_different_shapes_are_refused(
+    mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    with pytest.raises(ValueError, match="one shape key"):
+        mixed_runner.run([make_job(), make_job(steps=4)])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fused_or_disabled_mixing_falls_back_to_the_engine(
+    tiny_model_dir: Path,
+    mixed_source: FolderAdapterSource,
+    tmp_path: Path,
+    make_job: Callable[..., Any],
+) -> None:
+    from tuneforge_serving.lora_slots import slot_name
+    from tuneforge_serving.mixed import MixedBatchingConfig, MixedBatchRunner
+
+    engine = build_engine(tiny_model_dir, mixed_source, tmp_path, 2)
+    disabled = MixedBatchRunner(engine, MixedBatchingConfig(enabled=False))
+    job = make_job([("lora0", 1.0)], seed=9)
+    assert disabled.run([job])[0].images == engine.generate(job).images
+    assert disabled.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "disabled"}) == 1
+
+    runner = MixedBatchRunner(engine)
+    layer = next(iter(engine.lora_slots.layers.values()))
+    layer.merge(adapter_names=[slot_name(0)])
+    (output,) = runner.run([job])
+    assert output.error is None
+    assert runner.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 1
