@@ -21,7 +21,13 @@ from PIL import Image
 from tuneforge.adapter import base_model_fingerprint
 
 from tuneforge_serving.adapter_store import AdapterKey, AdapterSource, AdapterStore, StagedAdapter
-from tuneforge_serving.base_model import load_pipeline, locate_base_model, pick_device, pick_dtype
+from tuneforge_serving.base_model import (
+    load_pipeline,
+    locate_base_model,
+    pick_device,
+    pick_dtype,
+    pin_execution_device,
+)
 from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.embedding_slots import EmbeddingSlotBank
 from tuneforge_serving.errors import ErrorInfo, LimitExceeded, ServingError
@@ -95,8 +101,10 @@ class ServingEngine:
         self.config = config
         location = locate_base_model(config.base_model, config.cache_dir)
         self.device = pick_device(config.device)
-        self.pipeline = pipeline or load_pipeline(
-            location, self.device, pick_dtype(config.dtype, self.device)
+        self.pipeline = (
+            pin_execution_device(pipeline, self.device)
+            if pipeline
+            else load_pipeline(location, self.device, pick_dtype(config.dtype, self.device))
         )
         self.fingerprint = base_model_fingerprint(location)
         slots = config.adapter_lru_size

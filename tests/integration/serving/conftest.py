@@ -20,8 +20,22 @@ READY_TIMEOUT_S = 300.0
 
 
 @pytest.fixture(scope="module")
+def registry_settings(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Settings pointing at the session's `mlflow server` and S3 (no environment needed)."""
+    from tuneforge.settings import Settings
+
+    return Settings(
+        home=tmp_path_factory.mktemp("serving-home"),
+        s3_endpoint=mlflow_server.s3.url,
+        s3_access_key=mlflow_server.s3.access_key,
+        s3_secret_key=mlflow_server.s3.secret_key,
+        mlflow_tracking_uri=mlflow_server.tracking_uri,
+    )
+
+
+@pytest.fixture(scope="module")
 def registered(
-    services_env: dict[str, str],
+    registry_settings: Any,
     serving_adapters: dict[str, Path],
     tiny_model_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -41,7 +55,7 @@ def registered(
     )
     for local, folder in folders.items():
         names[local] = f"{prefix}-{local}"
-        register_adapter(folder, names[local], alias="prod")
+        register_adapter(folder, names[local], alias="prod", settings=registry_settings)
     return names
 
 
