@@ -87,7 +87,18 @@ class RunTracker:
         self._client.log_batch(self.run_id, metrics=batch)
 
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
-        """Upload a folder (validation images) under `artifact_path`."""
+        """Upload a folder (validation images) under `artifact_path` of the run.
+
+        Runs whose artifacts live on S3 are written with the minio client (as the registry
+        does), so the trainer needs no boto3; other stores go through MLflow's client.
+        """
+        artifact_uri = str(self._client.get_run(self.run_id).info.artifact_uri).rstrip("/")
+        if artifact_uri.startswith("s3://"):
+            from tuneforge.settings import Settings
+            from tuneforge.storage import upload_dir
+
+            upload_dir(local_dir, f"{artifact_uri}/{artifact_path}", Settings())
+            return
         self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:

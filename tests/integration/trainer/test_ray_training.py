@@ -119,8 +119,18 @@ def test_lora_ddp_from_s3_registers_a_loadable_version(
     assert run.data.params["lora.alpha"] == "8.0" and run.info.status == "FINISHED"
     assert {"loss", "lr", "step", "images_per_s"} <= set(run.data.metrics)
     assert _metric_steps(result.run_id, "loss") == [1, 2]
-    artifacts = [a.path for a in client.list_artifacts(result.run_id, "validation")]
-    assert artifacts == ["validation/step-000001", "validation/step-000002"]
+    from tuneforge.storage import S3Uri, minio_client
+
+    artifacts = S3Uri.parse(run.info.artifact_uri.rstrip("/") + "/validation/")
+    images = sorted(
+        o.object_name.split("/validation/")[1]
+        for o in minio_client().list_objects(
+            artifacts.bucket, prefix=artifacts.key(""), recursive=True
+        )
+    )
+    assert images == [
+        f"step-00000{s}/{f}" for s in (1, 2) for f in ("prompt00-00.png", "prompts.txt")
+    ]
     assert client.get_model_version_by_alias("ray-lora", "candidate").version == "1"
 
     fetched = _fetch(result, tmp_path)
