@@ -53,6 +53,15 @@ def job_from_object(obj: dict[str, Any]) -> FineTuneJob:
     return FineTuneJob.model_validate(data)
 
 
+def without_empty_strings(value: Any) -> Any:
+    """Drop `""` fields (all are defaults): some API servers (1.20) reject empty strings."""
+    if isinstance(value, dict):
+        return {k: without_empty_strings(v) for k, v in value.items() if v != ""}
+    if isinstance(value, list):
+        return [without_empty_strings(v) for v in value]
+    return value
+
+
 def _api_error(exc: Any, what: str) -> BackendError:
     detail = getattr(exc, "body", None) or str(exc)
     try:
@@ -83,6 +92,7 @@ class KubernetesBackend:
         from kubernetes.client import ApiException
 
         body: dict[str, Any] = job.to_manifest()
+        body["spec"] = without_empty_strings(body["spec"])
         body["metadata"]["namespace"] = self.namespace
         try:
             created: dict[str, Any] = self.custom.create_namespaced_custom_object(
