@@ -1,0 +1,139 @@
+"""The three images come from the same pyproject extras; the operator image holds no torch.
+
+Docker cannot run on this machine (and hadolint is not installable), so the Dockerfiles are
+checked statically, and the operator extra's dependency closure is computed from the installed
+distributions' metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.unit.helm.helmchart import REPO_ROOT
+
+DOCKER = REPO_ROOT / "docker"
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+TORCH_STACK = {"torch", "diffusers", "transformers", "peft", "accelerate", "deepspeed"}
+
+
+def _dockerfile(name: str) -> str:
+    return (DOCKER / f"Dockerfile.{name}").read_text()
+
+
+def _instructions(text: str) -> list[str]:
+    """Instructions with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [
+        line.strip()
+        for line in joined.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def _project_installs(text: str) -> list[str]:
+    """The extras of every `pip install ".[extra]"` of the project."""
+    return re.findall(r'install[^\n]*?"\.\[([a-z-]+)\]"', " ".join(_instructions(text)))
+
+
+def _requirements_closure(requirements: list[str], extras: set[str]) -> set[str]:
+    """Distribution names reachable from these requirements (installed metadata, markers applied)."""
+    seen: set[str] = set()
+    queue = [(Requirement(r), extras) for r in requirements]
+    while queue:
+        requirement, active = queue.pop()
+        environment = [{"extra": e} for e in (active or {""})]
+        if requirement.marker and not any(requirement.marker.evaluate(env) for env in environment):
+            continue
+        name = canonicalize_name(requirement.name)
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        queue += [(Requirement(r), set(requirement.extras)) for r in requires]
+    return {key.split("[")[0] for key in seen}
+
+
+def test_operator_extra_pulls_no_torch_stack() -> None:
+    project = PYPROJECT["project"]
+    closure = _requirements_closure(
+        project["dependencies"] + project["optional-dependencies"]["operator"], set()
+    )
+    assert "kopf" in closure and "pydantic" in closure, closure
+    assert not closure & TORCH_STACK, f"the operator image would carry {closure & TORCH_STACK}"
+    assert not {n for n in closure if n == "ray"}, "the operator needs no Ray"
+
+
+def test_operator_image_installs_only_the_operator_extra() -> None:
+    text = _dockerfile("operator")
+    assert _project_installs(text) == ["operator"]
+    lowered = " ".join(_instructions(text)).lower()
+    assert "torch==" not in lowered and "cuda" not in lowered
+    assert re.search(r"^FROM python:\$\{PYTHON_VERSION\}-slim", text, re.M)
+    assert 'ENTRYPOINT ["python", "-m", "tuneforge_operator"]' in text
+    assert re.search(r"^USER 65532:65532$", text, re.M), "the chart runs it as 65532"
+    assert "find_spec(m) is not None" in text, "the build-time no-torch guard is gone"
+
+
+def _torch_pin() -> str:
+    pins = [
+        r
+        for r in PYPROJECT["project"]["optional-dependencies"]["torch-stack"]
+        if r.startswith("torch==")
+    ]
+    assert len(pins) == 1
+    return pins[0].split("==")[1]
+
+
+@pytest.mark.parametrize(("name", "extra"), [("trainer", "trainer"), ("serving", "serving")])
+def test_gpu_images_install_cuda_torch_first_then_their_extra(name: str, extra: str) -> None:
+    text = _dockerfile(name)
+    steps = _instructions(text)
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
+    assert f"ARG TORCH_VERSION={_torch_pin()}" in text, "Docker torch must equal pyproject's pin"
+    torch_step = next(i for i, s in enumerate(steps) if "--index-url" in s and "torch==" in s)
+    project_step = next(i for i, s in enumerate(steps) if f'".[{extra}]"' in s)
+    assert torch_step < project_step, "the CUDA torch must be installed before the extra"
+    assert _project_installs(text)[0] == extra
+    assert "torch.version.cuda" in steps[project_step], "no check that torch stayed a CUDA build"
+    assert re.search(r"^USER 1000:1000$", text, re.M), "the serving pods run as 1000"
+    assert "wget" in text, "KubeRay's probes run wget inside Ray pods"
+    assert set(_project_installs(text)) <= {extra, "deepspeed"}
+
+
+def test_extras_exist_in_pyproject() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for name in ("operator", "trainer", "serving"):
+        for extra in _project_installs(_dockerfile(name)):
+            assert extra in extras, f"Dockerfile.{name} installs unknown extra {extra}"
+
+
+def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert {".git", ".venv", "tests"} <= set(lines)
+    assert "!README.md" in lines, "pyproject's readme must reach the build"
+    for folder in ("sdk", "operator", "trainer", "serving"):
+        assert folder not in lines
+    for name in ("operator", "trainer", "serving"):
+        copied = re.findall(r"^COPY (\S+) ", _dockerfile(name), re.M)
+        assert {"pyproject.toml", "sdk", "operator"} <= set(copied)
+
+
+def test_chart_defaults_name_these_images() -> None:
+    import yaml
+
+    values = yaml.safe_load((REPO_ROOT / "helm" / "tuneforge" / "values.yaml").read_text())
+    assert values["image"]["repository"].endswith("tuneforge-operator")
+    assert values["trainer"]["image"]["repository"].endswith("tuneforge-trainer")
+    assert values["serving"]["image"]["repository"].endswith("tuneforge-serving")
+    assert Path(DOCKER / "Dockerfile.operator").exists()
