@@ -6,14 +6,33 @@
   sample with its own LoRA set (peft's per-sample `adapter_names`) and TI tokens;
 - `MixedBatching`: the two wired to one engine (what the deployment holds);
 - `MixedBatchMetrics`: Prometheus metrics; `MixedBatchingConfig`: the settings.
+
+Names are imported lazily, so `tuneforge_serving.config` can import
+`tuneforge_serving.mixed.config` without pulling in the engine (no import cycle).
 """
 
-from tuneforge_serving.mixed.config import MixedBatchingConfig
-from tuneforge_serving.mixed.former import MixedBatchFormer
-from tuneforge_serving.mixed.metrics import MixedBatchMetrics
-from tuneforge_serving.mixed.plan import Fallback, shape_key
-from tuneforge_serving.mixed.runner import MixedBatchRunner
-from tuneforge_serving.mixed.service import MixedBatching
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuneforge_serving.mixed.config import MixedBatchingConfig
+    from tuneforge_serving.mixed.former import MixedBatchFormer
+    from tuneforge_serving.mixed.metrics import MixedBatchMetrics
+    from tuneforge_serving.mixed.plan import Fallback, shape_key
+    from tuneforge_serving.mixed.runner import MixedBatchRunner
+    from tuneforge_serving.mixed.service import MixedBatching
+
+_WHERE = {
+    "Fallback": "plan",
+    "MixedBatchFormer": "former",
+    "MixedBatchMetrics": "metrics",
+    "MixedBatchRunner": "runner",
+    "MixedBatching": "service",
+    "MixedBatchingConfig": "config",
+    "shape_key": "plan",
+}
 
 __all__ = [
     "Fallback",
@@ -24,3 +43,10 @@ __all__ = [
     "MixedBatchingConfig",
     "shape_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

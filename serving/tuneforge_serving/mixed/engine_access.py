@@ -9,6 +9,7 @@ rename there breaks one small file here, loudly (the unit tests cover every acce
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
@@ -46,6 +47,17 @@ class EngineAccess:
         """alpha / r of the adapter in slot `index` on layer `key`; None where it has none."""
         scale: float | None = self.engine.lora_slots._scales[index].get(key)
         return scale
+
+    def mount_all_layers(self) -> None:
+        """Put every peft LoRA layer in the forward path (hold `lock`).
+
+        The engine may bypass layers that no active slot covers (its parent then points
+        at the plain base Linear); per-sample routing needs every wrapper mounted, since
+        each sample chooses its own adapters. Engines without the bypass need nothing.
+        """
+        slots = self.engine.lora_slots
+        if "keep_wrappers" in inspect.signature(slots.activate).parameters:
+            slots.activate([], keep_wrappers=True)
 
     @property
     def slot_count(self) -> int:

@@ -15,7 +15,7 @@ names repeated `k` times, which is exactly that layout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,21 +42,31 @@ def expand_names(names: Sequence[str], batch: int) -> list[str]:
 
 
 class SampleRouter:
-    """Forward pre-hooks on every LoraLayer of the given modules, inactive until `route`."""
+    """Forward pre-hooks on the given peft LoRA layers, inactive until `route`.
 
-    def __init__(self, modules: Sequence[torch.nn.Module]) -> None:
+    Pass the layers themselves (the engine's `lora_slots.layers`), not a model to search:
+    the engine may have unmounted wrappers that no active slot covers, and a search of
+    the model would miss them.
+    """
+
+    def __init__(self, layers: Iterable[LoraLayer]) -> None:
         self._names: tuple[str, ...] | None = None
         self._owner: int | None = None
         self._guard = threading.Lock()
-        self.layers: list[LoraLayer] = []
-        self._handles = []
-        for module in modules:
-            for layer in module.modules():
-                if isinstance(layer, LoraLayer):
-                    self.layers.append(layer)
-                    self._handles.append(
-                        layer.register_forward_pre_hook(self._hook, with_kwargs=True)
-                    )
+        self.layers: list[LoraLayer] = list(layers)
+        self._handles = [
+            layer.register_forward_pre_hook(self._hook, with_kwargs=True) for layer in self.layers
+        ]
+
+    @classmethod
+    def for_modules(cls, modules: Iterable[torch.nn.Module]) -> SampleRouter:
+        """A router on every LoraLayer currently inside `modules`."""
+        return cls(
+            layer
+            for module in modules
+            for layer in module.modules()
+            if isinstance(layer, LoraLayer)
+        )
 
     def _hook(
         self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]

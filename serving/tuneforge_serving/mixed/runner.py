@@ -56,8 +56,7 @@ class MixedBatchRunner:
         self.config = config or MixedBatchingConfig()
         self.metrics = metrics or MixedBatchMetrics()
         self.access = EngineAccess(engine)
-        pipeline = engine.pipeline
-        self.router = SampleRouter([pipeline.unet, pipeline.text_encoder])
+        self.router = SampleRouter(engine.lora_slots.layers.values())
         self.mixer = AdapterMixer(
             engine.lora_slots.layers,
             engine.lora_slots.slot_rank,
@@ -156,6 +155,7 @@ class MixedBatchRunner:
             if not runnable:
                 return
             names = self.mixer.prepare(choices)
+            self.access.mount_all_layers()
             swapped = time.perf_counter()
             arrays = self._call(runnable, prompts, names)
             finished = time.perf_counter()

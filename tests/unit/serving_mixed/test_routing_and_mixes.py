@@ -78,7 +78,7 @@ def test_expand_names_repeats_for_cfg_and_refuses_odd_batches() -> None:
 def test_each_sample_gets_its_own_adapter_set_with_its_own_weights() -> None:
     model, layers = _model()
     mixer = AdapterMixer(layers, RANK, _slot_scale, max_combined=2)
-    router = SampleRouter([model])
+    router = SampleRouter.for_modules([model])
     choices: list[LoraChoice] = [((0, 1.0),), (), ((1, 0.5),), ((0, 0.3), (2, 1.5)), ((0, 1.0),)]
     x = torch.randn(len(choices), 6, generator=torch.Generator().manual_seed(1))
     names = mixer.prepare(choices)
@@ -97,7 +97,7 @@ def test_each_sample_gets_its_own_adapter_set_with_its_own_weights() -> None:
 
 def test_without_a_route_and_on_other_threads_layers_behave_as_before() -> None:
     model, layers = _model()
-    router = SampleRouter([model])
+    router = SampleRouter.for_modules([model])
     x = torch.randn(2, 6)
     with torch.no_grad():
         before = model(x)
@@ -116,7 +116,7 @@ def test_without_a_route_and_on_other_threads_layers_behave_as_before() -> None:
 
 def test_a_route_of_the_wrong_length_fails_loudly() -> None:
     model, _ = _model()
-    router = SampleRouter([model])
+    router = SampleRouter.for_modules([model])
     with router.route(["a", "b", "c"]), pytest.raises(ValueError, match="whole multiple"):
         model(torch.randn(2, 6))
     with pytest.raises(ValueError, match="one adapter name per sample"):
