@@ -83,7 +83,8 @@ class BatchConfig(_Model):
     """`@serve.batch` settings: requests with the same adapter set and shape run together."""
 
     max_batch_size: int = Field(default=4, ge=1)
-    batch_wait_timeout_s: float = Field(default=0.01, ge=0)
+    batch_wait_timeout_s: float = Field(default=0.0, ge=0)
+    """How long a lone request waits for company; 0 batches only what is already queued."""
 
 
 class AuthConfig(_Model):

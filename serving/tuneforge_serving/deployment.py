@@ -70,7 +70,7 @@ class ModelServer:
         result: GenerationOutput = await self._batched(job)
         return result
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.0)
     async def _batched(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
         outputs: list[GenerationOutput] = [GenerationOutput() for _ in jobs]
         for positions in group_jobs(jobs):

@@ -188,6 +188,18 @@ class ServingEngine:
         done = time.perf_counter()
         return {"stage_ms": (staged_at - start) * 1e3, "swap_ms": (done - staged_at) * 1e3}
 
+    def switch(self, adapters: list[tuple[Any, float]]) -> float:
+        """Make exactly `adapters` active (staging, attaching as needed); seconds the swap took.
+
+        `generate` does this itself; it is public for prewarming a set and for benchmarks.
+        """
+        staged = [self.stage(resolved) for resolved, _ in adapters]
+        with self._lock:
+            start = time.perf_counter()
+            indices = self._attach(staged)
+            self.lora_slots.activate(list(zip(indices, [w for _, w in adapters], strict=True)))
+            return time.perf_counter() - start
+
     # ------------------------------------------------------------------ generation
 
     def _check_prompt(self, prompt: str) -> None:

@@ -59,6 +59,7 @@ class LoraSlotBank:
             for path, layer in module.named_modules():
                 if isinstance(layer, LoraLayer):
                     self.layers[(component, path)] = layer
+        self._mounts = {key: self._mount_point(components[key[0]], key[1]) for key in self.layers}
         self._aliases = self._path_aliases()
         self._written: list[set[tuple[str, str]]] = [set() for _ in range(n_slots)]
         self._scales: list[dict[tuple[str, str], float]] = [{} for _ in range(n_slots)]
@@ -68,6 +69,12 @@ class LoraSlotBank:
                     layer.lora_A[slot_name(index)].weight.zero_()
                     layer.lora_B[slot_name(index)].weight.zero_()
         self.activate([])
+
+    @staticmethod
+    def _mount_point(root: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str]:
+        """The parent module and attribute name under which the layer at `path` hangs."""
+        parent_path, _, attribute = path.rpartition(".")
+        return (root.get_submodule(parent_path) if parent_path else root), attribute
 
     def _path_aliases(self) -> dict[tuple[str, str], tuple[str, str]]:
         """Text-encoder paths with and without `text_model.` (transformers 4 vs 5 layouts)."""
@@ -152,8 +159,13 @@ class LoraSlotBank:
         self._written[index] = set()
         self._scales[index] = {}
 
-    def activate(self, slots: Sequence[tuple[int, float]]) -> None:
-        """Make exactly `slots` (index, weight) active on every layer that they cover."""
+    def activate(self, slots: Sequence[tuple[int, float]], *, keep_wrappers: bool = False) -> None:
+        """Make exactly `slots` (index, weight) active on every layer that they cover.
+
+        A layer no active slot covers is bypassed: its parent points at the plain base
+        Linear again, so the base model runs exactly as without slots (no peft overhead).
+        `keep_wrappers` mounts every peft layer regardless (for per-sample `adapter_names`).
+        """
         for key, layer in self.layers.items():
             active: list[str] = []
             for index, weight in slots:
@@ -164,6 +176,8 @@ class LoraSlotBank:
                 layer.scaling[name] = scale * weight
                 active.append(name)
             layer._active_adapter = active
+            parent, attribute = self._mounts[key]
+            setattr(parent, attribute, layer if active or keep_wrappers else layer.base_layer)
 
     def slot_names(self, indices: Iterable[int]) -> list[str]:
         """peft adapter names for slot indices (for per-sample `adapter_names`)."""

@@ -1,0 +1,230 @@
+"""Serving: adapter switch time and HTTP overhead, each against its baseline in one run.
+
+1. Switch time. Ten LoRA adapters (ranks 2/4/8) of the tiny SD-1.5-shaped model, all in
+   host memory. tuneforge: `ServingEngine.switch` with an adapter LRU of 3, so nearly every
+   switch evicts a slot and copies the next adapter in (rank zero-padded to the slot rank).
+   Baseline: diffusers' `load_lora_weights(<in-memory state dict>, adapter_name=...)` +
+   `set_adapters` + `delete_adapters` of the previous one, for the same adapters in the
+   same process. Median seconds per switch of each.
+2. Overhead. `POST /v1/generate` (no adapter, PNG answer) on the Serve application
+   (`build_app`, one model replica, one ingress) against a direct call of a plain
+   `StableDiffusionPipeline` in this process, same steps/size/seed, alternated; medians.
+
+Last line: `swap_ratio=<tuneforge / diffusers> overhead_ratio=<HTTP / direct>`
+(targets <= 0.1 and <= 1.05). Run in the private network namespace (it starts Ray):
+
+    scripts/netns-run .venv/bin/python benchmarks/serving_swap.py --quick      # < 50 s
+    scripts/netns-run .venv/bin/python benchmarks/serving_swap.py --switches 200 --requests 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+NUM_ADAPTERS = 10
+BEGAN = time.perf_counter()
+
+
+def make_adapters(model_dir: Path, root: Path) -> list[Path]:
+    """Ten seeded random LoRA folders (ranks 2, 4, 8) for the tiny model."""
+    from diffusers import StableDiffusionPipeline
+
+    from tests.fixtures.serving import make_lora_adapter
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None)
+    return [
+        make_lora_adapter(
+            model_dir, root / f"lora{i}", seed=i, rank=(2, 4, 8)[i % 3], pipeline=pipe
+        )
+        for i in range(NUM_ADAPTERS)
+    ]
+
+
+def tuneforge_switch_s(model_dir: Path, folders: list[Path], switches: int, cache: Path) -> float:
+    """Median seconds per ServingEngine.switch, LRU 3 over ten adapters (all host-staged)."""
+    from tuneforge_serving.config import ServingConfig
+    from tuneforge_serving.engine import ServingEngine
+
+    from tests.fixtures.serving import FolderAdapterSource
+
+    source = FolderAdapterSource()
+    for index, folder in enumerate(folders):
+        source.add(f"lora{index}", folder)
+    config = ServingConfig(
+        base_model=str(model_dir), cache_dir=cache, adapter_lru_size=3, hotswap={"max_lora_rank": 8}
+    )
+    engine = ServingEngine(config, source)
+    resolved = [source.resolve(f"lora{i}") for i in range(NUM_ADAPTERS)]
+    for item in resolved:  # stage in host memory first: the switch is what is timed
+        engine.stage(item)
+    times = [engine.switch([(resolved[s % NUM_ADAPTERS], 1.0)]) for s in range(switches)]
+    return statistics.median(times[NUM_ADAPTERS:] or times)
+
+
+def diffusers_switch_s(model_dir: Path, folders: list[Path], switches: int) -> float:
+    """Median seconds per load_lora_weights + set_adapters + delete_adapters (in-memory dicts)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None)
+    states = [StableDiffusionPipeline.lora_state_dict(str(f)) for f in folders]
+    previous: str | None = None
+    times = []
+    for switch in range(switches):
+        name = f"a{switch}"
+        state_dict, alphas = states[switch % NUM_ADAPTERS]
+        start = time.perf_counter()
+        pipe.load_lora_weights(dict(state_dict), adapter_name=name)
+        pipe.set_adapters([name], [1.0])
+        if previous is not None:
+            pipe.delete_adapters(previous)
+        times.append(time.perf_counter() - start)
+        previous = name
+    return statistics.median(times[1:] or times)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_app(model_dir: Path, cache: Path) -> tuple[int, threading.Thread]:
+    """Start Ray and the Serve app in the background (replicas load while swaps are timed)."""
+    import ray
+    from ray import serve
+    from tuneforge_serving.app import build_app
+
+    temp = Path(tempfile.mkdtemp(prefix="tfbench-", dir="/tmp"))
+    env = {"OMP_NUM_THREADS": "1", "TUNEFORGE_HOME": str(cache / "home")}
+    os.environ.update(env)
+    ray.init(
+        address="local",
+        _node_ip_address="127.0.0.1",
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=str(temp),
+        object_store_memory=128 * 2**20,
+        runtime_env={"env_vars": env},
+        log_to_driver=False,
+    )
+    port = _free_port()
+    args = {"baseModel": str(model_dir), "cacheDir": str(cache), "auth": {"tokenEnv": None}}
+
+    def serve_app() -> None:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(args), name="bench", route_prefix="/")
+
+    thread = threading.Thread(target=serve_app)
+    thread.start()
+    return port, thread
+
+
+def overhead(
+    model_dir: Path, port: int, started: threading.Thread, requests: int, steps: int, size: int
+) -> tuple[float, float]:
+    """Median seconds of HTTP generate and of a direct pipeline call (alternated)."""
+    import httpx
+    import ray
+    from diffusers import StableDiffusionPipeline
+
+    started.join()
+    print(f"[{time.perf_counter() - BEGAN:5.1f} s] Serve app running", file=sys.stderr, flush=True)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/generate"
+        body = {
+            "prompt": "a photo of a cat",
+            "steps": steps,
+            "width": size,
+            "height": size,
+            "seed": 3,
+        }
+        pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None)
+        pipe.set_progress_bar_config(disable=True)
+
+        def direct() -> float:
+            start = time.perf_counter()
+            pipe(
+                prompt="a photo of a cat",
+                num_inference_steps=steps,
+                width=size,
+                height=size,
+                generator=torch.Generator().manual_seed(3),
+                output_type="np",
+            )
+            return time.perf_counter() - start
+
+        def http(client: httpx.Client) -> float:
+            start = time.perf_counter()
+            answer = client.post(url, json=body, headers={"Accept": "image/png"})
+            answer.raise_for_status()
+            return time.perf_counter() - start
+
+        with httpx.Client(timeout=300) as client:
+            http(client)  # warm-up both paths
+            direct()
+            pairs = [(http(client), direct()) for _ in range(requests)]
+        return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+    finally:
+        ray.shutdown()  # stops the local cluster this run started, Serve included
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (under 50 s)")
+    parser.add_argument("--switches", type=int, default=100)
+    parser.add_argument("--diffusers-switches", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--size", type=int, default=128)
+    args = parser.parse_args()
+    if args.quick:
+        args.switches, args.diffusers_switches, args.requests = 40, 6, 3
+    torch.set_num_threads(1)
+    from tuneforge.assets.cache import cached_tiny_model
+
+    model_dir = cached_tiny_model(seed=0)
+    print("[  0.0 s] starting Ray", file=sys.stderr, flush=True)
+    began = BEGAN
+
+    def phase(name: str) -> None:
+        print(f"[{time.perf_counter() - began:5.1f} s] {name}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="serving-swap-") as tmp:
+        root = Path(tmp)
+        port, started = start_app(model_dir, root / "cache")
+        phase("Ray and the Serve app starting")
+        folders = make_adapters(model_dir, root / "adapters")
+        phase("adapters written")
+        ours = tuneforge_switch_s(model_dir, folders, args.switches, root / "cache")
+        phase("tuneforge switches timed")
+        theirs = diffusers_switch_s(model_dir, folders, args.diffusers_switches)
+        phase("diffusers switches timed")
+        print(
+            f"switch: tuneforge {ours * 1e3:.2f} ms, diffusers load+set+delete {theirs * 1e3:.1f} ms"
+        )
+        http_s, direct_s = overhead(model_dir, port, started, args.requests, args.steps, args.size)
+        print(
+            f"generate {args.size}x{args.size}, {args.steps} steps: HTTP {http_s * 1e3:.0f} ms, "
+            f"direct pipeline {direct_s * 1e3:.0f} ms"
+        )
+    print(f"swap_ratio={ours / theirs:.4f} overhead_ratio={http_s / direct_s:.3f}")
+
+
+if __name__ == "__main__":
+    main()
