@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, FineTuneJobStatus, Reason
 from tuneforge.api.status import now_rfc3339
@@ -30,9 +31,29 @@ STOP_GRACE_S = 20.0
 SUPERVISOR_MODULE = "tuneforge.embedded.supervisor"
 
 
+def absolute_local_uris(job: FineTuneJob, base: Path | None = None) -> None:
+    """Make relative local URIs (`./data`) absolute against `base` (default: the cwd).
+
+    The trainer runs in the state directory, so `./data` must be resolved where the user
+    typed it.
+    """
+    root = base or Path.cwd()
+    spec = job.spec
+
+    def fix(uri: str | None) -> str | None:
+        if uri is not None and uri.startswith("./"):
+            return str((root / uri).resolve())
+        return uri
+
+    spec.base_model.uri = fix(spec.base_model.uri) or spec.base_model.uri
+    spec.dataset.uri = fix(spec.dataset.uri) or spec.dataset.uri
+    spec.dataset.class_data_uri = fix(spec.dataset.class_data_uri)
+
+
 def prepare_local_job(job: FineTuneJob) -> FineTuneJob:
     """A copy of `job` with the metadata and initial status the API server would add."""
     prepared = job.model_copy(deep=True)
+    absolute_local_uris(prepared)
     meta = prepared.metadata
     meta.uid = meta.uid or str(uuid.uuid4())
     meta.generation = meta.generation or 1
