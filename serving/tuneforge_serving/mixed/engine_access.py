@@ -9,7 +9,6 @@ rename there breaks one small file here, loudly (the unit tests cover every acce
 
 from __future__ import annotations
 
-import inspect
 import threading
 from typing import Any
 
@@ -48,16 +47,15 @@ class EngineAccess:
         scale: float | None = self.engine.lora_slots._scales[index].get(key)
         return scale
 
-    def mount_all_layers(self) -> None:
-        """Put every peft LoRA layer in the forward path (hold `lock`).
+    def mount_layers_of(self, slots: set[int]) -> None:
+        """Put the LoRA layers that any of `slots` covers in the forward path (hold `lock`).
 
-        The engine may bypass layers that no active slot covers (its parent then points
-        at the plain base Linear); per-sample routing needs every wrapper mounted, since
-        each sample chooses its own adapters. Engines without the bypass need nothing.
+        Activating the slots does that (the engine bypasses layers no active slot covers);
+        which slots are "active" does not matter to the per-sample path, which uses the
+        names it is given. Layers none of them covers stay plain: every sample's delta is
+        zero there anyway.
         """
-        slots = self.engine.lora_slots
-        if "keep_wrappers" in inspect.signature(slots.activate).parameters:
-            slots.activate([], keep_wrappers=True)
+        self.engine.lora_slots.activate([(index, 1.0) for index in sorted(slots)])
 
     @property
     def slot_count(self) -> int:

@@ -155,7 +155,7 @@ class MixedBatchRunner:
             if not runnable:
                 return
             names = self.mixer.prepare(choices)
-            self.access.mount_all_layers()
+            self.access.mount_layers_of({index for choice in choices for index, _ in choice})
             swapped = time.perf_counter()
             arrays = self._call(runnable, prompts, names)
             finished = time.perf_counter()
