@@ -28,7 +28,7 @@ from tuneforge.cli.output import (
 from tuneforge.client.client import Client
 from tuneforge.client.progress import TrainingProgress
 from tuneforge.client.state import JobProgress, JobState
-from tuneforge.errors import JobFailedError, TuneForgeError, WaitTimeoutError
+from tuneforge.errors import TuneForgeError, WaitTimeoutError
 from tuneforge.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -184,10 +184,7 @@ def wait(
                     description=f"{name} [{progress.state.value}]",
                 )
 
-            try:
-                job = client.wait(name, timeout=timeout, callback=show)
-            except JobFailedError:
-                raise
+            job = client.wait(name, timeout=timeout, callback=show)
     final = JobProgress.of(job)
     out.print(
         f"finetunejob/{name} {final.state.value.lower()}: {final.message or final.reason or ''}".rstrip(
