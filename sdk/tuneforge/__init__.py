@@ -14,8 +14,10 @@ from tuneforge.api import (
     FineTuneJobSpec,
     FineTuneJobStatus,
 )
+from tuneforge.client import Client
 
 __all__ = [
+    "Client",
     "API_VERSION",
     "GROUP",
     "KIND",
