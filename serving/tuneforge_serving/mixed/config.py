@@ -17,8 +17,9 @@ class MixedBatchingConfig(BaseModel):
         extra="forbid", populate_by_name=True, alias_generator=to_camel, frozen=True
     )
 
-    enabled: bool = True
-    """Form mixed-adapter batches; off: every request runs through the engine's own path."""
+    enabled: bool = False
+    """The model deployment batches through the mixed former (opt in); off: `@serve.batch`
+    with one adapter set per call (`batching`). The former and runner ignore this flag."""
     max_batch_size: int = Field(default=4, ge=1)
     """Most requests in one pipeline call (each may bring several images)."""
     max_batch_images: int = Field(default=16, ge=1)

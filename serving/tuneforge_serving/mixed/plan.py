@@ -17,8 +17,6 @@ class Fallback(str, Enum):
     """It combines more LoRAs than `mixedBatching.maxCombinedLoras`."""
     FUSED = "fused"
     """The pipeline has a fused (merged) LoRA; peft cannot route samples around it."""
-    DISABLED = "disabled"
-    """Mixed batching is switched off in the config."""
 
 
 def shape_key(job: Any) -> tuple[Any, ...]:

@@ -68,8 +68,6 @@ class MixedBatchRunner:
 
     def _fallback_reason(self, request: _Request) -> Fallback | None:
         loras = sum(1 for staged in request.staged if staged.lora is not None)
-        if not self.config.enabled:
-            return Fallback.DISABLED
         if loras and self.router.any_merged():
             return Fallback.FUSED
         if loras > self.config.max_combined_loras:

@@ -96,22 +96,20 @@ def test_jobs_of_different_shapes_are_refused(
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_fused_or_disabled_mixing_falls_back_to_the_engine(
+def test_a_fused_lora_layer_makes_requests_fall_back_to_the_engine(
     tiny_model_dir: Path,
     mixed_source: FolderAdapterSource,
     tmp_path: Path,
     make_job: Callable[..., Any],
 ) -> None:
     from tuneforge_serving.lora_slots import slot_name
-    from tuneforge_serving.mixed import MixedBatchingConfig, MixedBatchRunner
+    from tuneforge_serving.mixed import MixedBatchRunner
 
     engine = build_engine(tiny_model_dir, mixed_source, tmp_path, 2)
-    disabled = MixedBatchRunner(engine, MixedBatchingConfig(enabled=False))
     job = make_job([("lora0", 1.0)], seed=9)
-    assert disabled.run([job])[0].images == engine.generate(job).images
-    assert disabled.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "disabled"}) == 1
-
     runner = MixedBatchRunner(engine)
+    assert runner.run([job])[0].images == engine.generate(job).images
+    assert runner.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 0
     layer = next(iter(engine.lora_slots.layers.values()))
     layer.merge(adapter_names=[slot_name(0)])
     (output,) = runner.run([job])
