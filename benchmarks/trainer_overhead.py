@@ -3,8 +3,10 @@
 Both train LoRA (rank 4, UNet attention) on the tiny SD-1.5-shaped model and the tiny dataset
 for the same number of steps (batch 2, 64 px, fp32 on CPU, one thread), with the same
 optimizer, schedule and per-step work (VAE encode, noise, text encode, UNet, MSE, clip,
-step) and a LoRA save at the end. Runs alternate (bare, tuneforge, bare, ...) and the median
-seconds per step of each is compared. The last line is `ratio=<tuneforge / bare>`.
+step). Runs alternate (bare, tuneforge, bare, ...); each step is timed from the start of its
+data loading to the end of its optimizer step (tuneforge's own per-step `images_per_s`), and
+the medians over all steps are compared, which resists bursts of load from other processes.
+The last line is `ratio=<tuneforge / bare>`.
 
     .venv/bin/python benchmarks/trainer_overhead.py --quick     # < 50 s
     .venv/bin/python benchmarks/trainer_overhead.py --steps 60 --repeats 5
@@ -35,8 +37,10 @@ RESOLUTION = 64
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def bare_accelerate_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path) -> float:
-    """The loop a diffusers example script would run; returns seconds per step."""
+def bare_accelerate_loop(
+    model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path
+) -> list[float]:
+    """The loop a diffusers example script would run; returns seconds of each step."""
     from accelerate import Accelerator
     from diffusers import (
         AutoencoderKL,
@@ -81,8 +85,9 @@ def bare_accelerate_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir
         return torch.from_numpy(array).permute(2, 0, 1)
 
     order = random.Random(0)
-    started = time.perf_counter()
+    durations = []
     for _ in range(steps):
+        started = time.perf_counter()
         picks = order.sample(range(len(images)), BATCH)
         pixels = torch.stack([load(images[i]) for i in picks])
         ids = tokenizer(
@@ -106,15 +111,16 @@ def bare_accelerate_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        durations.append(time.perf_counter() - started)
     layers = convert_state_dict_to_diffusers(
         get_peft_model_state_dict(accelerator.unwrap_model(unet))
     )
     StableDiffusionPipeline.save_lora_weights(str(out_dir), unet_lora_layers=layers)
-    return (time.perf_counter() - started) / steps
+    return durations
 
 
-def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path) -> float:
-    """tuneforge's per-worker loop (world size 1, checkpoint + export at the end)."""
+def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path) -> list[float]:
+    """tuneforge's per-worker loop (world size 1); seconds of each step from its progress lines."""
     from tuneforge.api import load_job
     from tuneforge.settings import Settings
     from tuneforge_trainer.context import LocalContext
@@ -153,24 +159,28 @@ def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path
     import contextlib
     import io
 
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # progress lines
+    from tuneforge_trainer.progress import parse_event
+
+    lines = io.StringIO()
+    with contextlib.redirect_stdout(lines):
         trainer.run()
-    return (time.perf_counter() - started) / steps
+    events = [parse_event(line) for line in lines.getvalue().splitlines()]
+    return [BATCH / e["images_per_s"] for e in events if e and e.get("event") == "progress"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20 steps, 2 repeats (< 50 s)")
+    parser.add_argument("--quick", action="store_true", help="15 steps, 2 repeats (< 50 s)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    steps, repeats = (20, 2) if args.quick else (args.steps, args.repeats)
+    steps, repeats = (15, 2) if args.quick else (args.steps, args.repeats)
     torch.set_num_threads(1)
     from tuneforge.assets.cache import cached_tiny_dataset, cached_tiny_model
 
     model_dir, dataset_dir = Path(cached_tiny_model(seed=0)), Path(cached_tiny_dataset())
-    bare, ours = [], []
+    bare: list[list[float]] = []
+    ours: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp:
         for repeat in range(repeats):
             bare.append(
@@ -178,10 +188,11 @@ def main() -> None:
             )
             ours.append(tuneforge_loop(model_dir, dataset_dir, steps, Path(tmp) / f"tf{repeat}"))
             print(
-                f"repeat {repeat}: bare={bare[-1] * 1000:.1f} ms/step "
-                f"tuneforge={ours[-1] * 1000:.1f} ms/step"
+                f"repeat {repeat}: bare={statistics.median(bare[-1]) * 1000:.1f} ms/step "
+                f"tuneforge={statistics.median(ours[-1]) * 1000:.1f} ms/step"
             )
-    bare_s, ours_s = statistics.median(bare), statistics.median(ours)
+    bare_s = statistics.median(t for run in bare for t in run)
+    ours_s = statistics.median(t for run in ours for t in run)
     print(
         f"steps={steps} repeats={repeats} bare_ms={bare_s * 1000:.1f} "
         f"tuneforge_ms={ours_s * 1000:.1f}"

@@ -4,11 +4,13 @@ A checkpoint directory holds
 
     trainable.safetensors   the trained parameters (full, unsharded), by Denoiser name
     trainer_state.json      {"step": N, "job_uid": ..., "method": ...}
+    optimizer.safetensors   AdamW moments by parameter name (`<name>::<slot>`), and
+    optimizer.json          its param groups (DDP and FSDP; DeepSpeed restarts its moments)
     adapter/                the adapter files and tuneforge-adapter.json at step N
 
 so any checkpoint, the last one in particular, can be registered as is. Everything is
-safetensors or JSON: nothing is unpickled on resume. Optimizer moments are not kept; the
-step, the LR schedule, the data order and the noise restart exactly where they stopped.
+safetensors or JSON: nothing is unpickled on resume. With the optimizer state, the LR
+schedule, the data order and the per-step noise, a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 TRAINABLE_FILE = "trainable.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+OPTIMIZER_META = "optimizer.json"
+SLOT_SEPARATOR = "::"
 STATE_FILE = "trainer_state.json"
 ADAPTER_DIR = "adapter"
 
@@ -33,12 +39,47 @@ class CheckpointState:
     step: int
     job_uid: str | None
     tensors: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None = None
+
+
+def write_optimizer_state(directory: Path, state: dict[str, Any]) -> None:
+    """`{"state": {name: {slot: tensor|number}}, "param_groups": [...]}` as safetensors + JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for name, slots in state["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}{SLOT_SEPARATOR}{slot}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(name, {})[slot] = value
+    save_file(tensors, str(directory / OPTIMIZER_FILE))
+    meta = {"param_groups": state["param_groups"], "scalars": scalars}
+    (directory / OPTIMIZER_META).write_text(json.dumps(meta))
+
+
+def read_optimizer_state(directory: Path) -> dict[str, Any] | None:
+    """The optimizer state written by `write_optimizer_state`, or None when there is none."""
+    if not (directory / OPTIMIZER_FILE).is_file():
+        return None
+    meta = json.loads((directory / OPTIMIZER_META).read_text())
+    state: dict[str, dict[str, Any]] = {}
+    for key, tensor in load_file(str(directory / OPTIMIZER_FILE)).items():
+        name, slot = key.rsplit(SLOT_SEPARATOR, 1)
+        state.setdefault(name, {})[slot] = tensor
+    for name, slots in meta["scalars"].items():
+        state.setdefault(name, {}).update(slots)
+    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 def write_checkpoint(
-    directory: Path, step: int, job_uid: str, method: str, tensors: dict[str, torch.Tensor]
+    directory: Path,
+    step: int,
+    job_uid: str,
+    method: str,
+    tensors: dict[str, torch.Tensor],
+    optimizer: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the tensors and counters (the adapter is exported into `directory/adapter`)."""
+    """Write tensors, counters and optimizer state (the adapter goes into `directory/adapter`)."""
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
         {name: tensor.contiguous() for name, tensor in tensors.items()},
@@ -46,6 +87,8 @@ def write_checkpoint(
     )
     state = {"step": step, "job_uid": job_uid, "method": method}
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+    if optimizer:
+        write_optimizer_state(directory, optimizer)
     return directory
 
 
@@ -56,6 +99,7 @@ def read_checkpoint(directory: Path) -> CheckpointState:
         step=int(state["step"]),
         job_uid=state.get("job_uid"),
         tensors=load_file(str(directory / TRAINABLE_FILE)),
+        optimizer=read_optimizer_state(directory),
     )
 
 

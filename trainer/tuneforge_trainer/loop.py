@@ -137,11 +137,13 @@ class _Trainer:
         model = self.method.denoiser()
         self.trainable = self.method.trainable_names(model)
         self.start_step = 0
+        optimizer_state = None
         with self.context.latest_checkpoint() as directory:
             if directory is not None:
                 saved = read_checkpoint(directory)
                 restore_trainable(model, saved.tensors)
                 self.start_step = saved.step
+                optimizer_state = saved.optimizer
         device = self.world.device
         model.to(device)
         components.vae.to(device)
@@ -150,6 +152,11 @@ class _Trainer:
             self.spec.resources.strategy, self.world, training, full_model=full_model
         )
         self.strategy.setup(model, self.trainable, self._optimizer)
+        if optimizer_state is not None:
+            assert self.strategy.optimizer is not None
+            for group in self.strategy.optimizer.param_groups:  # keys the LR scheduler adds
+                group.setdefault("initial_lr", group["lr"])
+            self.strategy.load_optimizer_state(self.trainable, optimizer_state)
         assert self.strategy.optimizer is not None
         self.lr_scheduler = make_lr_scheduler(self.job, self.strategy.optimizer, self.start_step)
         self.instance, self.classes = build_sources(
@@ -216,12 +223,15 @@ class _Trainer:
     def checkpoint(self, step: int, metrics: dict[str, Any]) -> None:
         """Collective: gather the trained tensors; rank 0 writes and reports the checkpoint."""
         state = self.strategy.full_state_dict(self.trainable)
+        optimizer = self.strategy.optimizer_state(self.trainable)
         if not self.world.is_main:
             self.context.report(metrics, None)
             return
         with tempfile.TemporaryDirectory(prefix="tuneforge-ckpt-") as tmp:
             directory = Path(tmp)
-            write_checkpoint(directory, step, self.plan.job_uid, self.spec.method.value, state)
+            write_checkpoint(
+                directory, step, self.plan.job_uid, self.spec.method.value, state, optimizer
+            )
             export_adapter(
                 self.method, state, directory / ADAPTER_DIR, self.job, self.plan.job_uid, step
             )

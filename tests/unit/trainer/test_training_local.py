@@ -144,3 +144,31 @@ def test_placeholder_already_in_vocabulary_is_refused(tiny_model_dir, tiny_datas
     )
     with pytest.raises(ValueError, match="already in the vocabulary"):
         run_worker_locally(job, tmp_path)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_model_dir, tiny_dataset_dir, tmp_path):
+    """Weights, AdamW moments, data order and noise all resume exactly."""
+    from safetensors.torch import load_file as load
+
+    straight = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        training={"maxSteps": 4, "checkpointEverySteps": 4},
+    )
+    _, whole = run_worker_locally(straight, tmp_path / "whole")
+    half = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        training={"maxSteps": 2, "checkpointEverySteps": 2},
+    )
+    run_worker_locally(half, tmp_path / "split")
+    resumed, split = run_worker_locally(straight, tmp_path / "split")
+    assert resumed.start_step == 2
+    expected = load(str(whole.checkpoints()[-1] / "trainable.safetensors"))
+    actual = load(str(split.checkpoints()[-1] / "trainable.safetensors"))
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert (split.checkpoints()[-1] / "optimizer.safetensors").is_file()

@@ -24,6 +24,37 @@ from torch import nn
 from tuneforge.api import MixedPrecision, TrainingSpec
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+#: `{"state": {param name: {"step": t, "exp_avg": t, ...}}, "param_groups": [{..., "params": [names]}]}`
+OptimizerState = dict[str, Any]
+
+
+def named_optimizer_state(optimizer: torch.optim.Optimizer, names: list[str]) -> OptimizerState:
+    """A torch optimizer's state dict with parameter indices replaced by `names` (same order)."""
+    raw = optimizer.state_dict()
+    state = {
+        names[index]: {key: value.detach().to("cpu").clone() for key, value in slots.items()}
+        for index, slots in raw["state"].items()
+    }
+    groups = [
+        {**group, "params": [names[index] for index in group["params"]]}
+        for group in raw["param_groups"]
+    ]
+    return {"state": state, "param_groups": groups}
+
+
+def indexed_optimizer_state(named: OptimizerState, names: list[str]) -> dict[str, Any]:
+    """The inverse of `named_optimizer_state` for an optimizer built over `names`."""
+    position = {name: index for index, name in enumerate(names)}
+    missing = [name for name in names if name not in named["state"]]
+    if missing and named["state"]:
+        raise ValueError(f"optimizer state lacks {len(missing)} parameters, e.g. {missing[:3]}")
+    return {
+        "state": {position[name]: slots for name, slots in named["state"].items()},
+        "param_groups": [
+            {**group, "params": [position[name] for name in group["params"]]}
+            for group in named["param_groups"]
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -103,6 +134,16 @@ class TrainingStrategy(ABC):
     @abstractmethod
     def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
         """Collective: the full (unsharded) tensors of `names` on rank 0, on CPU; {} elsewhere."""
+
+    def optimizer_state(self, names: list[str]) -> OptimizerState | None:
+        """Collective: the full optimizer state keyed by parameter name (rank 0), or None when
+        this strategy cannot give one (DeepSpeed keeps its own partitioned format)."""
+        return None
+
+    def load_optimizer_state(  # noqa: B027 - optional: strategies without a state keep this
+        self, names: list[str], state: OptimizerState
+    ) -> None:
+        """Restore what `optimizer_state` returned (called on every rank after `setup`)."""
 
     def trainable_parameters(self, names: list[str]) -> list[nn.Parameter]:
         """The parameters of `names`, as the wrapped model holds them now."""

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 from tuneforge.api import MixedPrecision
 
-from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, select
+from tuneforge_trainer.strategies.base import (
+    OptimizerFactory,
+    OptimizerState,
+    TrainingStrategy,
+    indexed_optimizer_state,
+    named_optimizer_state,
+    select,
+)
 
 
 class DdpStrategy(TrainingStrategy):
@@ -80,3 +87,15 @@ class DdpStrategy(TrainingStrategy):
         if not self.world.is_main:
             return {}
         return select(dict(self.unwrapped().named_parameters()), names)
+
+    def optimizer_state(self, names: list[str]) -> OptimizerState | None:
+        """Every rank holds the same AdamW state: rank 0 copies it."""
+        if not self.world.is_main:
+            return {}
+        assert self.optimizer is not None
+        return named_optimizer_state(self.optimizer.optimizer, names)
+
+    def load_optimizer_state(self, names: list[str], state: OptimizerState) -> None:
+        """Load the same state on every rank."""
+        assert self.optimizer is not None
+        self.optimizer.optimizer.load_state_dict(indexed_optimizer_state(state, names))

@@ -14,7 +14,12 @@ import torch
 from torch import nn
 from tuneforge.api import MixedPrecision
 
-from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, select
+from tuneforge_trainer.strategies.base import (
+    OptimizerFactory,
+    OptimizerState,
+    TrainingStrategy,
+    select,
+)
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
@@ -109,3 +114,33 @@ class FsdpStrategy(TrainingStrategy):
         if not self.world.is_main:
             return {}
         return select(state, names)
+
+    def optimizer_state(self, names: list[str]) -> OptimizerState | None:
+        """Collective: the full (unsharded) optimizer state on rank 0, keyed by FQN."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        assert self.optimizer is not None
+        state = get_optimizer_state_dict(
+            self.model,
+            self.optimizer,
+            options=StateDictOptions(full_state_dict=True, cpu_offload=True),
+        )
+        return dict(state) if self.world.is_main else {}
+
+    def load_optimizer_state(self, names: list[str], state: OptimizerState) -> None:
+        """Shard the full state back onto every rank."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        assert self.optimizer is not None
+        set_optimizer_state_dict(
+            self.model,
+            self.optimizer,
+            optim_state_dict=state,
+            options=StateDictOptions(full_state_dict=True),
+        )
