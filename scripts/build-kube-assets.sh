@@ -70,6 +70,16 @@ r2=vendor/github.com/modern-go/reflect2
 rm -f "$r2"/*.go "$r2"/*.s
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r2"/
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.s "$r2"/ 2>/dev/null || true
+# go-openapi's type check compares reflect.Value structs to spot "zero" data; Go >= 1.19 points
+# reflect.Zero("") and the interface holding "" at the same zero buffer, so every empty string
+# in a custom object was refused as "must be of type string: null" (1.20 built with Go 1.15
+# only treats nil as null). Restore that behaviour.
+# Custom objects are checked by kube-openapi's fork of it; patch both copies.
+for typego in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go \
+              vendor/github.com/go-openapi/validate/type.go; do
+  sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$typego"
+  grep -q 'if data == nil {' "$typego" || { log "could not patch $typego"; exit 1; }
+done
 log "generating openapi"
 make gen_openapi >&2
 # GOPATH mode: vendored packages live under k8s.io/kubernetes/vendor/, so the -X paths must
