@@ -190,11 +190,12 @@ def main() -> None:
     parser.add_argument("--switches", type=int, default=100)
     parser.add_argument("--diffusers-switches", type=int, default=20)
     parser.add_argument("--requests", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     if args.quick:
         args.switches, args.diffusers_switches, args.requests = 40, 6, 3
+        args.steps, args.size = 10, 128
     torch.set_num_threads(1)
     from tuneforge.assets.cache import cached_tiny_model
 

@@ -21,8 +21,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuneforge_serving.backends import ModelBackend
 from tuneforge_serving.config import ServingConfig
-from tuneforge_serving.engine import GenerationJob, GenerationOutput
 from tuneforge_serving.errors import LimitExceeded, Overloaded, ServingError, Unavailable
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.metrics import ApiMetrics
 from tuneforge_serving.resolver import AdapterResolver
 from tuneforge_serving.schemas import (

@@ -8,21 +8,20 @@
 
 Two deployments: `<modelName>` (the warm pipeline, GPU when present; multiplexed by
 adapter set, batched, autoscaled) and `Ingress` (FastAPI: validation, auth, admission
-control, registry look-ups; cheap CPU replicas).
+control, registry look-ups; cheap CPU replicas). This module imports no torch, so the
+ingress replicas stay light; the model deployment's module is imported in `build_app`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from ray import serve
 from ray.serve import Application
 
 from tuneforge_serving.api import ApiService, create_api
 from tuneforge_serving.backends import ModelBackend, ServeBackend
 from tuneforge_serving.config import ServingConfig
-from tuneforge_serving.deployment import ModelServer
 
 
 @serve.ingress()
@@ -44,6 +43,8 @@ class Ingress:
 
 def model_deployment_options(config: ServingConfig) -> dict[str, Any]:
     """`serve.deployment` options of the model deployment, from the config."""
+    import torch
+
     options: dict[str, Any] = {
         "name": config.model_name,
         "max_ongoing_requests": config.max_concurrent_requests,
@@ -64,6 +65,8 @@ def model_deployment_options(config: ServingConfig) -> dict[str, Any]:
 
 def build_app(args: dict[str, Any]) -> Application:
     """Validate `args` as a ServingConfig and bind the ingress to one model deployment."""
+    from tuneforge_serving.deployment import ModelServer
+
     config = ServingConfig.model_validate(args)
     payload = config.model_dump(mode="json")
     model = serve.deployment(ModelServer).options(**model_deployment_options(config))

@@ -7,10 +7,13 @@ exception from inside the model, so 4xx answers survive the trip through Ray.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tuneforge_serving.engine import GenerationJob, GenerationOutput, ServingEngine
 from tuneforge_serving.errors import ServingError, TimedOut, Unavailable
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
+
+if TYPE_CHECKING:
+    from tuneforge_serving.engine import ServingEngine
 
 
 class ModelBackend(Protocol):

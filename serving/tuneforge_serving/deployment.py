@@ -17,8 +17,9 @@ from typing import Any
 from ray import serve
 
 from tuneforge_serving.config import ServingConfig
-from tuneforge_serving.engine import GenerationJob, GenerationOutput, ServingEngine
+from tuneforge_serving.engine import ServingEngine
 from tuneforge_serving.errors import ErrorInfo, ServingError
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 
 log = logging.getLogger(__name__)
 
