@@ -1,9 +1,10 @@
 """Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
 
 The pydantic JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schema:
-references inlined, `Optional` as `nullable`, no empty-string defaults (1.20 refuses them), JSON-Schema-2020 exclusive bounds as
-OpenAPI 3.0 booleans, titles dropped, descriptions kept. No CEL (`x-kubernetes-validations`):
-cross-field rules are `anyOf` value validations (`crd_rules`).
+references inlined, `Optional` as `nullable`, no empty-string defaults (some 1.20 builds
+refuse them), JSON-Schema-2020 exclusive bounds as OpenAPI 3.0 booleans, titles dropped,
+descriptions kept. No CEL (`x-kubernetes-validations`): cross-field rules are `anyOf` value
+validations (`crd_rules`).
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def _structural(node: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             node[plain] = value
             node[bound] = True
-    # No `default: null`, and no `default: ""`: the 1.20 apiserver refuses empty-string
-    # defaults ("must be of type string: null"); the models apply that default anyway.
+    # No `default: null`, and no `default: ""`: 1.20 apiservers built with a newer Go than
+    # upstream's refuse empty-string defaults ("must be of type string: null"); the models
+    # apply that default anyway, so leaving it out changes nothing for readers.
     if node.get("default", 0) is None or node.get("default") == "":
         del node["default"]
     if (
