@@ -186,7 +186,8 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, Any, list[Any]]
     """Engine, mixed runner and the 4 jobs (4 different LoRAs, one each)."""
     from tuneforge_serving.base_model import pick_device, pick_dtype
     from tuneforge_serving.config import ServingConfig
-    from tuneforge_serving.engine import GenerationJob, ServingEngine
+    from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.jobs import GenerationJob
     from tuneforge_serving.mixed import MixedBatchingConfig, MixedBatchRunner
 
     device = pick_device(args.device)

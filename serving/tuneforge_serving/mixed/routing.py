@@ -41,6 +41,13 @@ def expand_names(names: Sequence[str], batch: int) -> list[str]:
     return list(names) * (batch // count)
 
 
+def _as_module(layer: object) -> torch.nn.Module:
+    """peft's LoraLayer is a mixin; the concrete layers (Linear, ...) are torch Modules."""
+    if not isinstance(layer, torch.nn.Module):
+        raise TypeError(f"{type(layer).__name__} is not a torch Module; cannot hook it")
+    return layer
+
+
 class SampleRouter:
     """Forward pre-hooks on the given peft LoRA layers, inactive until `route`.
 
@@ -54,8 +61,9 @@ class SampleRouter:
         self._owner: int | None = None
         self._guard = threading.Lock()
         self.layers: list[LoraLayer] = list(layers)
+        modules = [_as_module(layer) for layer in self.layers]
         self._handles = [
-            layer.register_forward_pre_hook(self._hook, with_kwargs=True) for layer in self.layers
+            module.register_forward_pre_hook(self._hook, with_kwargs=True) for module in modules
         ]
 
     @classmethod

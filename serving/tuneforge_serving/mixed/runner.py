@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from tuneforge_serving.adapter_store import AdapterKey, StagedAdapter
-from tuneforge_serving.engine import GenerationJob, GenerationOutput
 from tuneforge_serving.errors import ErrorInfo, ServingError
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.mixed.config import MixedBatchingConfig
 from tuneforge_serving.mixed.engine_access import EngineAccess
 from tuneforge_serving.mixed.images import adapter_info, png_bytes, to_uint8

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tuneforge_serving.engine import GenerationJob, GenerationOutput
 from tuneforge_serving.errors import ErrorInfo
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.mixed.config import MixedBatchingConfig
 from tuneforge_serving.mixed.former import MixedBatchFormer
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics

@@ -65,7 +65,8 @@ def _references(
 ) -> list[np.ndarray]:
     """Each request alone, on an in-process engine over the same adapter files."""
     from tuneforge_serving.config import ServingConfig
-    from tuneforge_serving.engine import GenerationJob, ServingEngine
+    from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.jobs import GenerationJob
 
     source = FolderAdapterSource()
     for name, folder in folders.items():

@@ -67,7 +67,7 @@ def mixed_runner(mixed_engine: Any) -> Any:
 @pytest.fixture(scope="module")
 def make_job(mixed_source: FolderAdapterSource) -> Callable[..., Any]:
     """A small GenerationJob: 64x64, 3 steps, guidance 7.5, seed 11 unless given."""
-    from tuneforge_serving.engine import GenerationJob
+    from tuneforge_serving.jobs import GenerationJob
 
     def build(adapters: list[tuple[str, float]] | None = None, **overrides: Any) -> Any:
         values: dict[str, Any] = {
