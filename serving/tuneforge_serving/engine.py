@@ -139,6 +139,22 @@ class ServingEngine:
             indices.append(index)
         return indices
 
+    # Public seam for batch formers (issue 8: mixed-adapter batches). Hold `slot_lock`
+    # around `attach` and the pipeline call that uses the returned slots.
+
+    @property
+    def slot_lock(self) -> threading.Lock:
+        """Held while slots change and while the pipeline runs."""
+        return self._lock
+
+    def attach(self, adapters: list[StagedAdapter]) -> list[int]:
+        """Slot indices holding `adapters`, copying in missing ones (hold `slot_lock`)."""
+        return self._attach(adapters)
+
+    def check_prompt(self, prompt: str) -> None:
+        """LimitExceeded (422) when `prompt`, TI tokens expanded, exceeds maxPromptTokens."""
+        self._check_prompt(prompt)
+
     def attached(self) -> list[AdapterKey]:
         """Adapters in pipeline slots, least recently used first."""
         with self._lock:
@@ -177,6 +193,19 @@ class ServingEngine:
                 f"{limit} (limits.maxPromptTokens): shorten the prompt"
             )
 
+    @staticmethod
+    def _check_token_clash(staged: list[StagedAdapter]) -> None:
+        """422 when two adapters of one request bring the same textual-inversion token."""
+        owners: dict[str, str] = {}
+        for adapter in staged:
+            for token in adapter.embeddings.vectors if adapter.embeddings else {}:
+                if token in owners:
+                    raise LimitExceeded(
+                        f"adapters {owners[token]} and {adapter.key} both define the token "
+                        f"{token!r}; use one of them per request"
+                    )
+                owners[token] = str(adapter.key)
+
     def generate(self, job: GenerationJob) -> GenerationOutput:
         """Run one job (see `generate_group`)."""
         return self.generate_group([job])[0]
@@ -188,6 +217,7 @@ class ServingEngine:
         start = time.perf_counter()
         try:
             staged = [self.stage(resolved) for resolved, _ in jobs[0].adapters]
+            self._check_token_clash(staged)
         except ServingError as error:
             return [GenerationOutput(error=error.info()) for _ in jobs]
         staged_at = time.perf_counter()

@@ -179,6 +179,10 @@ class LoraSlotBank:
             parent, attribute = self._mounts[key]
             setattr(parent, attribute, layer if active or keep_wrappers else layer.base_layer)
 
+    def scale(self, index: int, key: tuple[str, str]) -> float | None:
+        """alpha / r of the adapter in slot `index` on layer `key`; None where it has none."""
+        return self._scales[index].get(key)
+
     def slot_names(self, indices: Iterable[int]) -> list[str]:
         """peft adapter names for slot indices (for per-sample `adapter_names`)."""
         return [slot_name(index) for index in indices]

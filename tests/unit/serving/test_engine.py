@@ -188,3 +188,21 @@ def test_incompatible_adapters_are_422(
     assert output.error is not None and output.error.status == 422
     assert expected in output.error.detail
     assert f"bad-{maker}" in output.error.detail
+
+
+def test_two_adapters_with_one_token_are_refused(
+    engine: Any,
+    folder_source: Any,
+    make_job: Callable[..., Any],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    from tests.fixtures.serving import make_ti_adapter
+
+    folder_source.add(
+        "ti-cat-2",
+        make_ti_adapter(tiny_model_dir, tmp_path / "c2", seed=9, tokens={"<cat-toy>": 1}),
+    )
+    output = engine.generate(make_job([("ti-cat", 1.0), ("ti-cat-2", 1.0)], prompt="a <cat-toy>"))
+    assert output.error is not None and output.error.status == 422
+    assert "<cat-toy>" in output.error.detail
