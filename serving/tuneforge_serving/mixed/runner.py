@@ -23,7 +23,7 @@ from tuneforge_serving.adapter_store import AdapterKey, StagedAdapter
 from tuneforge_serving.errors import ErrorInfo, ServingError
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.mixed.config import MixedBatchingConfig
-from tuneforge_serving.mixed.engine_access import EngineAccess
+from tuneforge_serving.mixed.engine_access import EngineAccess, check_token_clash
 from tuneforge_serving.mixed.images import adapter_info, png_bytes, to_uint8
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics
 from tuneforge_serving.mixed.mixes import AdapterMixer, LoraChoice
@@ -88,6 +88,7 @@ class MixedBatchRunner:
             request = _Request(job, [])
             try:
                 request.staged = [self.engine.stage(resolved) for resolved, _ in job.adapters]
+                check_token_clash(request.staged)
             except ServingError as error:
                 request.output.error = error.info()
             requests.append(request)

@@ -115,3 +115,30 @@ def test_a_fused_lora_layer_makes_requests_fall_back_to_the_engine(
     (output,) = runner.run([job])
     assert output.error is None
     assert runner.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 1
+
+
+def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
+    mixed_engine: Any,
+    mixed_runner: Any,
+    mixed_source: FolderAdapterSource,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    make_job: Callable[..., Any],
+) -> None:
+    from tests.fixtures.serving import make_ti_adapter
+
+    if "ti-cat-b" not in mixed_source.versions:
+        folder = make_ti_adapter(tiny_model_dir, tmp_path / "b", seed=99, tokens={"<cat-toy>": 1})
+        mixed_source.add("ti-cat-b", folder)
+    prompt = "a photo of <cat-toy>"
+    jobs = [
+        make_job([("ti-cat", 1.0)], prompt=prompt, seed=5),
+        make_job([("ti-cat-b", 1.0)], prompt=prompt, seed=5),
+        make_job([("ti-cat", 1.0), ("ti-cat-b", 1.0)], prompt=prompt, seed=5),
+    ]
+    outputs = mixed_runner.run(jobs)
+    assert outputs[2].error is not None and outputs[2].error.status == 422
+    assert "both define the token" in outputs[2].error.detail
+    _assert_solo_equal(mixed_engine, outputs[:2], jobs[:2])
+    first, second = (png_pixels(o.images[0]) for o in outputs[:2])
+    assert np.abs(first - second).mean() > 0.01, "both prompts got the same concept"
