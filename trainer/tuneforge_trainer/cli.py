@@ -1,6 +1,7 @@
-"""`python -m tuneforge_trainer run --job FILE|-`: validate a FineTuneJob and run it.
+"""`python -m tuneforge_trainer run --job FILE|-|JSON`: validate a FineTuneJob and run it.
 
-The job is JSON or YAML (a file, or `-` for stdin). Settings (S3, MLflow, Ray address) come
+The job is JSON or YAML: a file, `-` for stdin, or the JSON object itself (the operator's
+RayJob entrypoint passes it inline). Settings (S3, MLflow, Ray address) come
 from the environment. Exit codes: 0 trained and registered; 2 invalid job or input (one line
 on stderr naming the field or file); 3 a service is unreachable; 1 training failed.
 """
@@ -40,7 +41,13 @@ def run_command(source: str, check_only: bool = False) -> int:
     from tuneforge_trainer.errors import ServiceUnavailable, TrainingFailed
 
     try:
-        text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+        if source == "-":
+            text = sys.stdin.read()
+        elif source.lstrip().startswith("{"):
+            text = source
+        else:
+            with open(source, encoding="utf-8") as handle:
+                text = handle.read()
     except OSError as error:
         return _fail(EXIT_INVALID, f"cannot read --job {source}: {error.strerror}")
     try:
@@ -72,7 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="validate and run a FineTuneJob")
-    run.add_argument("--job", required=True, help="FineTuneJob file (JSON or YAML), or - for stdin")
+    run.add_argument(
+        "--job",
+        required=True,
+        help="FineTuneJob file (JSON or YAML), - for stdin, or the JSON itself",
+    )
     run.add_argument(
         "--check", action="store_true", help="only run the pre-flight checks, train nothing"
     )

@@ -172,3 +172,33 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_model_dir, tiny_dataset_d
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=name)
     assert (split.checkpoints()[-1] / "optimizer.safetensors").is_file()
+
+
+@pytest.mark.parametrize("export_lora", [False, True])
+def test_dreambooth_with_text_encoder(tiny_model_dir, tiny_dataset_dir, tmp_path, export_lora):
+    from tuneforge_trainer.validation import load_pipeline_with_adapter
+
+    job = make_trainer_job(
+        "dreambooth",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        dreambooth={"trainTextEncoder": True, "exportLora": export_lora},
+        **({"lora": {"rank": 2, "alpha": 2.0}} if export_lora else {}),
+    )
+    _, context = run_worker_locally(job, tmp_path)
+    adapter = _adapter(context)
+    manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
+    if export_lora:
+        assert manifest["files"] == ["pytorch_lora_weights.safetensors"]
+        assert manifest["rank"] == 2 and manifest["text_encoder_lora"] is True
+        keys = load_file(str(adapter / "pytorch_lora_weights.safetensors")).keys()
+        assert any(k.startswith("text_encoder.") for k in keys)
+    else:
+        assert manifest["files"] == ["unet.safetensors", "text_encoder.safetensors"]
+        base = load_tiny_pipeline(tiny_model_dir)
+        trained = load_file(str(adapter / "text_encoder.safetensors"))
+        base_state = base.text_encoder.state_dict()
+        assert trained.keys() == base_state.keys()
+        assert any(not torch.equal(trained[k], base_state[k]) for k in trained)
+    pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
+    assert np.abs(_render(pipe) - _render(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
