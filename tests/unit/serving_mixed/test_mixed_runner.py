@@ -142,3 +142,14 @@ def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
     _assert_solo_equal(mixed_engine, outputs[:2], jobs[:2])
     first, second = (png_pixels(o.images[0]) for o in outputs[:2])
     assert np.abs(first - second).mean() > 0.01, "both prompts got the same concept"
+
+
+def test_without_classifier_free_guidance_the_routing_still_matches(
+    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+) -> None:
+    jobs = [
+        make_job([("lora7", 1.0)], guidance_scale=1.0, seed=41),
+        make_job(guidance_scale=1.0, seed=42),
+        make_job([("lora0", 0.5), ("lora7", 1.0)], guidance_scale=1.0, seed=43),
+    ]
+    _assert_solo_equal(mixed_engine, mixed_runner.run(jobs), jobs)
