@@ -77,6 +77,7 @@ def run(settings: OperatorSettings | None = None) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         log_refkey="object",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     serve_metrics(settings.metrics_port, settings.bind_address)
     liveness = (
         f"http://{settings.bind_address}:{settings.liveness_port}/healthz"

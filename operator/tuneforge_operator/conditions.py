@@ -114,6 +114,15 @@ def _adapter(obs: Observed, status: FineTuneJobStatus, gen: int) -> tuple[Condit
             gen,
         )
         return T, Reason.ADAPTER_REGISTERED.value
+    if phase == RayJobPhase.FAILED:
+        status.set_condition(
+            ConditionType.ADAPTER_REGISTERED,
+            F,
+            Reason.ADAPTER_NOT_REGISTERED,
+            "The job failed before registering an adapter",
+            gen,
+        )
+        return F, Reason.ADAPTER_NOT_REGISTERED.value
     if not obs.mlflow_configured:
         status.set_condition(
             ConditionType.ADAPTER_REGISTERED,
@@ -128,15 +137,6 @@ def _adapter(obs: Observed, status: FineTuneJobStatus, gen: int) -> tuple[Condit
             ConditionType.ADAPTER_REGISTERED, U, Reason.MLFLOW_UNAVAILABLE, obs.mlflow_error, gen
         )
         return U, Reason.MLFLOW_UNAVAILABLE.value
-    if phase == RayJobPhase.FAILED:
-        status.set_condition(
-            ConditionType.ADAPTER_REGISTERED,
-            F,
-            Reason.ADAPTER_NOT_REGISTERED,
-            "The job failed before registering an adapter",
-            gen,
-        )
-        return F, Reason.ADAPTER_NOT_REGISTERED.value
     if phase == RayJobPhase.SUCCEEDED and obs.rayjob is not None:
         ended = obs.rayjob.end_time or obs.now
         overdue = _seconds_between(ended, obs.now) > obs.registration_grace_s
