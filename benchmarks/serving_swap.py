@@ -6,7 +6,7 @@
    Baseline: diffusers' `load_lora_weights(<in-memory state dict>, adapter_name=...)` +
    `set_adapters` + `delete_adapters` of the previous one, for the same adapters in the
    same process. Median seconds per switch of each.
-2. Overhead. `POST /v1/generate` (no adapter, PNG answer) on the Serve application
+2. Overhead. `POST /v1/generate` (no adapter, JSON answer) on the Serve application
    (`build_app`, one model replica, one ingress) against a direct call of a plain
    `StableDiffusionPipeline` in this process, same steps/size/seed, alternated; medians.
 
@@ -137,8 +137,8 @@ def start_app(model_dir: Path, cache: Path) -> tuple[int, threading.Thread]:
 
 def overhead(
     model_dir: Path, port: int, started: threading.Thread, requests: int, steps: int, size: int
-) -> tuple[float, float]:
-    """Median seconds of HTTP generate and of a direct pipeline call (alternated)."""
+) -> tuple[float, float, float]:
+    """Medians (alternated): HTTP generate, the pipeline time inside the replica, direct call."""
     import httpx
     import ray
     from diffusers import StableDiffusionPipeline
@@ -169,17 +169,17 @@ def overhead(
             )
             return time.perf_counter() - start
 
-        def http(client: httpx.Client) -> float:
+        def http(client: httpx.Client) -> tuple[float, float]:
             start = time.perf_counter()
-            answer = client.post(url, json=body, headers={"Accept": "image/png"})
+            answer = client.post(url, json=body)  # JSON: also reports the replica's timings
             answer.raise_for_status()
-            return time.perf_counter() - start
+            return time.perf_counter() - start, answer.json()["timings"]["inferenceMs"] / 1e3
 
         with httpx.Client(timeout=300) as client:
             http(client)  # warm-up both paths
             direct()
-            pairs = [(http(client), direct()) for _ in range(requests)]
-        return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+            runs = [(*http(client), direct()) for _ in range(requests)]
+        return tuple(statistics.median(run[i] for run in runs) for i in range(3))  # type: ignore[return-value]
     finally:
         ray.shutdown()  # stops the local cluster this run started, Serve included
 
@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     if args.quick:
-        args.switches, args.diffusers_switches, args.requests = 40, 6, 3
+        args.switches, args.diffusers_switches, args.requests = 30, 5, 3
         args.steps, args.size = 10, 128
     torch.set_num_threads(1)
     from tuneforge.assets.cache import cached_tiny_model
@@ -219,9 +219,12 @@ def main() -> None:
         print(
             f"switch: tuneforge {ours * 1e3:.2f} ms, diffusers load+set+delete {theirs * 1e3:.1f} ms"
         )
-        http_s, direct_s = overhead(model_dir, port, started, args.requests, args.steps, args.size)
+        http_s, replica_s, direct_s = overhead(
+            model_dir, port, started, args.requests, args.steps, args.size
+        )
         print(
-            f"generate {args.size}x{args.size}, {args.steps} steps: HTTP {http_s * 1e3:.0f} ms, "
+            f"generate {args.size}x{args.size}, {args.steps} steps: HTTP {http_s * 1e3:.0f} ms "
+            f"(pipeline inside the replica {replica_s * 1e3:.0f} ms), "
             f"direct pipeline {direct_s * 1e3:.0f} ms"
         )
     print(f"swap_ratio={ours / theirs:.4f} overhead_ratio={http_s / direct_s:.3f}")

@@ -103,5 +103,7 @@ class ModelServer:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Engine counters."""
-        return vars(self.engine.stats).copy()
+        """Engine counters, plus the torch threads this replica computes with."""
+        import torch
+
+        return {**vars(self.engine.stats), "torch_threads": torch.get_num_threads()}
