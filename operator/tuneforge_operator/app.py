@@ -39,6 +39,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 4
+        settings.batching.batch_window = 0.05
 
     @kopf.on.login(registry=registry)
     async def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -43,6 +43,19 @@ WARNING_REASONS = frozenset(
 )
 
 
+QUIET_REASONS = frozenset(
+    {
+        Reason.PENDING.value,
+        Reason.NOT_SUSPENDED.value,
+        Reason.SPEC_APPLIED.value,
+        Reason.CLUSTER_STARTING.value,
+        Reason.MLFLOW_NOT_CONFIGURED.value,
+        Reason.AWAITING_REGISTRATION.value,
+    }
+)
+"""Reasons that are states, not news: no event is posted when a condition takes them."""
+
+
 @dataclass(frozen=True)
 class Blocker:
     """Why the RayJob does not exist (yet)."""
@@ -330,11 +343,7 @@ def events_for(old: FineTuneJobStatus | None, new: FineTuneJobStatus) -> list[Ev
             condition.reason,
         ):
             continue
-        if condition.reason in seen or condition.reason in (
-            Reason.PENDING.value,
-            Reason.NOT_SUSPENDED.value,
-            Reason.SPEC_APPLIED.value,
-        ):
+        if condition.reason in seen or condition.reason in QUIET_REASONS:
             continue
         seen.add(condition.reason)
         kind = "Warning" if condition.reason in WARNING_REASONS else "Normal"

@@ -58,9 +58,11 @@ def register(
     job = (GROUP, VERSION, PLURAL)
 
     async def on_job_change(
-        *, name: str, namespace: str | None, retry: int, logger: Logger, **_: Any
+        *, body: kopf.Body, name: str, namespace: str | None, retry: int, logger: Logger, **_: Any
     ) -> None:
-        outcome = await reconciler_ref[0].reconcile(str(namespace), name, logger, trigger="change")
+        outcome = await reconciler_ref[0].reconcile(
+            str(namespace), name, logger, trigger="change", body=body
+        )
         _raise_for(outcome, retry)
 
     for decorator in (kopf.on.create, kopf.on.resume):
@@ -103,7 +105,7 @@ def register(
         dataclasses.replace(h, requires_finalizer=False) for h in spawning._handlers
     ]
 
-    @kopf.on.event(*job, registry=registry)
+    @kopf.on.event(*job, registry=registry, when=lambda type, **_: type == "DELETED")
     async def on_job_event(
         *, type: str, name: str, namespace: str | None, uid: str, **_: Any
     ) -> None:
@@ -116,9 +118,12 @@ def register(
         RAYJOB_PLURAL,
         registry=registry,
         labels={MANAGED_BY_LABEL: MANAGED_BY},
+        # Skip (before kopf even invokes the handler) RayJobs whose status we already saw,
+        # e.g. the ADDED event of a RayJob we just created.
+        when=lambda body, **_: not reconciler_ref[0].rayjob_is_known(body),
     )
     async def on_rayjob_event(
-        *, meta: kopf.Meta, namespace: str | None, logger: Logger, **_: Any
+        *, body: kopf.Body, meta: kopf.Meta, namespace: str | None, logger: Logger, **_: Any
     ) -> None:
         namespace = str(namespace)
         owners = meta.get("ownerReferences") or []

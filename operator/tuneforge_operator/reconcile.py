@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -96,6 +97,11 @@ def _validation_message(error: ValidationError) -> str:
     return "Invalid spec: " + "; ".join(parts)
 
 
+def _fingerprint(rayjob: Mapping[str, Any]) -> str:
+    meta = rayjob.get("metadata", {})
+    return json.dumps([meta.get("generation"), rayjob.get("status")], sort_keys=True)
+
+
 class Reconciler:
     """Holds the clients and per-job locks; `reconcile` does one level-triggered pass."""
 
@@ -111,6 +117,7 @@ class Reconciler:
         self._post_event = post_event
         self._grace = registration_grace_s
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._seen_rayjobs: dict[str, str] = {}
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         """Drop what we keep for a deleted job."""
@@ -124,21 +131,37 @@ class Reconciler:
         name: str,
         logger: logging.Logger | logging.LoggerAdapter[Any],
         trigger: str,
+        body: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        """One full pass for the job `namespace/name` (timed and counted)."""
+        """One full pass for the job `namespace/name` (timed and counted).
+
+        `body` (the object as kopf just saw it) saves a GET on the first visit only; any
+        later pass reads the job fresh, so it never acts on a status older than its own.
+        """
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         with RECONCILE_SECONDS.labels(trigger).time():
             try:
                 async with lock:
-                    return await self._reconcile(namespace, name, logger)
+                    return await self._reconcile(namespace, name, logger, body)
             except Exception as error:
                 RECONCILE_ERRORS.labels(type(error).__name__).inc()
                 raise
 
+    def rayjob_is_known(self, rayjob: Mapping[str, Any]) -> bool:
+        """True when this RayJob's generation and status are what the last pass already saw."""
+        meta = rayjob.get("metadata", {})
+        return self._seen_rayjobs.get(str(meta.get("uid"))) == _fingerprint(rayjob)
+
     async def _reconcile(
-        self, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter[Any]
+        self,
+        namespace: str,
+        name: str,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        body: Mapping[str, Any] | None,
     ) -> Outcome:
-        raw = await self._api.get(finetunejob_path(namespace, name))
+        first_sight = body is not None and parse_status(body.get("status")) is None
+        raw = dict(body) if first_sight and body is not None else None
+        raw = raw or await self._api.get(finetunejob_path(namespace, name))
         if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
             return Outcome(finished=True)
         meta = raw["metadata"]
@@ -195,6 +218,7 @@ class Reconciler:
         )
         immutable: list[str] = []
         if existing is not None:
+            self._seen_rayjobs[str(existing["metadata"].get("uid"))] = _fingerprint(existing)
             existing = await self._sync_suspend(job, existing, logger)
             applied = parse_entrypoint(str(existing.get("spec", {}).get("entrypoint", "")))
             if applied is not None:

@@ -223,11 +223,28 @@ class OperatorProcess:
             self.process.wait_ready(lambda: http_ok(self.liveness_url), 60.0, "GET /healthz")
         return self
 
+    @property
+    def pid(self) -> int:
+        """PID of the operator's Python process (ManagedProcess may wrap it in a reaper)."""
+        assert self.process is not None
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                continue
+            if cmdline[1:3] == [b"-m", b"tuneforge_operator"]:
+                return pid
+            pending += [int(child) for child in children]
+        raise RuntimeError("the operator process is not running")
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, no graceful shutdown."""
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.popen.wait(timeout=10)
+        os.kill(self.pid, signal.SIGKILL)
+        self.process.stop(grace_s=5)
 
     def stop(self) -> None:
         """SIGTERM and wait."""
