@@ -40,6 +40,13 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.execution.max_workers = 4
         settings.batching.batch_window = 0.05
+        # With explicit namespaces (no globs), kopf need not list CRDs and Namespaces
+        # cluster-wide: a namespace-scoped ServiceAccount may not, and kopf would retry the
+        # 403s for about a minute before handling any job.
+        if operator_settings.namespaces and not any(
+            char in name for name in operator_settings.namespaces for char in "*?!"
+        ):
+            settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)
     async def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
