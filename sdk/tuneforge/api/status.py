@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from tuneforge.api.base import ApiModel
 
@@ -113,6 +113,10 @@ class MlflowStatus(ApiModel):
 
 class FineTuneJobStatus(ApiModel):
     """Observed state of a FineTuneJob."""
+
+    # Unknown keys are ignored rather than refused: controllers write status, and the CRD
+    # keeps other controllers' keys (e.g. kopf's) there; a client must still read the object.
+    model_config = ConfigDict(extra="ignore")
 
     conditions: list[Condition] = Field(default_factory=list)
     """Conditions keyed by type; `Succeeded` summarises the job."""
