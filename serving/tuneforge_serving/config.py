@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from tuneforge_serving.mixed.config import MixedBatchingConfig
+
 DEFAULT_UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 DEFAULT_TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -127,6 +129,8 @@ class ServingConfig(_Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     hotswap: HotswapConfig = Field(default_factory=HotswapConfig)
     batching: BatchConfig = Field(default_factory=BatchConfig)
+    mixed_batching: MixedBatchingConfig = Field(default_factory=MixedBatchingConfig)
+    """Mixed-adapter batches (docs/serving-mixed-batching.md); when enabled, replaces `batching`."""
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     num_replicas: int = Field(default=1, ge=1)

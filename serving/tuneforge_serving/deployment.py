@@ -20,6 +20,7 @@ from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.engine import ServingEngine
 from tuneforge_serving.errors import ErrorInfo, ServingError
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
+from tuneforge_serving.mixed.service import MixedBatching
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class ModelServer:
         self.engine = ServingEngine(self.config, AdapterRegistry(Settings()))
         self._batched.set_max_batch_size(self.config.batching.max_batch_size)
         self._batched.set_batch_wait_timeout_s(self.config.batching.batch_wait_timeout_s)
+        mixed = self.config.mixed_batching
+        self.mixed = (
+            MixedBatching(self.engine, mixed, self.config.metrics_prefix) if mixed.enabled else None
+        )
 
     @serve.multiplexed(max_num_models_per_replica=8)
     async def _hold_adapter_set(self, model_id: str) -> str:
@@ -68,6 +73,8 @@ class ModelServer:
         model_id = serve.get_multiplexed_model_id()
         if model_id:
             await self._hold_adapter_set(model_id)
+        if self.mixed is not None:
+            return await self.mixed.generate(job)
         result: GenerationOutput = await self._batched(job)
         return result
 
@@ -101,6 +108,10 @@ class ModelServer:
     def ready(self) -> bool:
         """The pipeline is loaded (the constructor finished)."""
         return True
+
+    def mixed_metrics(self) -> bytes:
+        """This replica's mixed-batching metrics (Prometheus text); empty when off."""
+        return self.mixed.render_metrics() if self.mixed is not None else b""
 
     def stats(self) -> dict[str, Any]:
         """Engine counters, plus the torch threads this replica computes with."""

@@ -1,5 +1,6 @@
-"""Mixed-batching integration fixtures: the Serve app of `tuneforge_serving.mixed.app` on the
-session's Ray cluster, adapters in the real MLflow registry with S3 artifacts.
+"""Mixed-batching integration fixtures: the Serve app (`tuneforge_serving.app`) with
+`mixedBatching.enabled` on the session's Ray cluster, adapters in the real MLflow registry
+with S3 artifacts.
 
 `registry_settings` and `registered` are the serving suite's fixtures, reused as they are.
 """
@@ -33,7 +34,7 @@ def mixed_serve_url(
 ) -> Iterator[str]:
     """The mixed-batching app via `serve.run`; yields its base URL once /readyz is 200."""
     from ray import serve
-    from tuneforge_serving.mixed.app import build_app
+    from tuneforge_serving.app import build_app
 
     ray_cluster.connect(env=services_env)
     port = free_port()
