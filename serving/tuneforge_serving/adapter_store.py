@@ -21,7 +21,7 @@ from safetensors import safe_open
 from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest
 
 from tuneforge_serving.embedding_slots import StagedEmbeddings
-from tuneforge_serving.errors import AdapterRejected, Unavailable
+from tuneforge_serving.errors import AdapterRejected, LimitExceeded, Unavailable
 from tuneforge_serving.lora_format import StagedLora, read_lora_file
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,34 @@ class StagedAdapter:
         return (self.lora.nbytes if self.lora else 0) + (
             self.embeddings.nbytes if self.embeddings else 0
         )
+
+
+def check_token_clash(staged: list[StagedAdapter]) -> None:
+    """422 when two adapters of one request define the same textual-inversion token.
+
+    (Across requests of a mixed batch the same token is fine: each prompt is rewritten with
+    its own adapters' slot tokens only.)
+    """
+    owners: dict[str, str] = {}
+    for adapter in staged:
+        for token in adapter.embeddings.vectors if adapter.embeddings else {}:
+            if token in owners:
+                raise LimitExceeded(
+                    f"adapters {owners[token]} and {adapter.key} both define the token "
+                    f"{token!r}; use one of them per request"
+                )
+            owners[token] = str(adapter.key)
+
+
+def adapter_info(staged: StagedAdapter, weight: float) -> dict[str, Any]:
+    """An adapter as a generation response reports it."""
+    return {
+        "name": staged.key.name,
+        "version": staged.key.version,
+        "weight": weight,
+        "method": staged.manifest.method,
+        "tokens": sorted(staged.embeddings.vectors) if staged.embeddings else [],
+    }
 
 
 def read_embeddings(path: Path, name: str) -> StagedEmbeddings:

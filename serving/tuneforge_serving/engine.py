@@ -20,7 +20,14 @@ import torch
 from PIL import Image
 from tuneforge.adapter import base_model_fingerprint
 
-from tuneforge_serving.adapter_store import AdapterKey, AdapterSource, AdapterStore, StagedAdapter
+from tuneforge_serving.adapter_store import (
+    AdapterKey,
+    AdapterSource,
+    AdapterStore,
+    StagedAdapter,
+    adapter_info,
+    check_token_clash,
+)
 from tuneforge_serving.base_model import (
     load_pipeline,
     locate_base_model,
@@ -36,7 +43,15 @@ from tuneforge_serving.lora_slots import LoraSlotBank
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineStats", "GenerationJob", "GenerationOutput", "ServingEngine"]
+__all__ = [
+    "EngineStats",
+    "GenerationJob",
+    "GenerationOutput",
+    "ServingEngine",
+    "call_pipeline",
+    "png_bytes",
+    "to_uint8",
+]
 
 
 @dataclass
@@ -52,10 +67,44 @@ class EngineStats:
     inference_seconds: float = 0.0
 
 
-def _png(array: np.ndarray) -> bytes:
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] as 8-bit pixels (round half to even)."""
+    return (images * 255).round().clip(0, 255).astype(np.uint8)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """PNG encoding of 8-bit pixels."""
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def call_pipeline(pipeline: Any, samples: list[tuple[GenerationJob, str, str]]) -> np.ndarray:
+    """One pipeline call for (job, prompt, negative prompt) samples; float images in [0, 1].
+
+    Images come in sample order, `num_images` per job, image i of a job seeded `seed + i`.
+    The jobs share one shape key: steps, guidance scale and size come from the first.
+    """
+    prompts: list[str] = []
+    negatives: list[str] = []
+    generators: list[torch.Generator] = []
+    for job, prompt, negative in samples:
+        for image in range(job.num_images):
+            prompts.append(prompt)
+            negatives.append(negative)
+            generators.append(torch.Generator("cpu").manual_seed(job.seed + image))
+    first = samples[0][0]
+    result = pipeline(
+        prompt=prompts,
+        negative_prompt=negatives,
+        num_inference_steps=first.steps,
+        guidance_scale=first.guidance_scale,
+        width=first.width,
+        height=first.height,
+        generator=generators,
+        output_type="np",
+    )
+    return np.asarray(result.images)
 
 
 class ServingEngine:
@@ -109,8 +158,16 @@ class ServingEngine:
             self._checked.add(staged.key)
         return staged
 
-    def _attach(self, adapters: list[StagedAdapter]) -> list[int]:
-        """Slot indices holding `adapters`, copying in the missing ones (caller holds the lock)."""
+    # Public seam for batch formers (issue 8: mixed-adapter batches). Hold `slot_lock`
+    # around `attach` and the pipeline call that uses the returned slots.
+
+    @property
+    def slot_lock(self) -> threading.Lock:
+        """Held while slots change and while the pipeline runs."""
+        return self._lock
+
+    def attach(self, adapters: list[StagedAdapter]) -> list[int]:
+        """Slot indices holding `adapters`, copying in missing ones (hold `slot_lock`)."""
         wanted = {a.key for a in adapters}
         indices: list[int] = []
         for staged in adapters:
@@ -139,22 +196,6 @@ class ServingEngine:
             indices.append(index)
         return indices
 
-    # Public seam for batch formers (issue 8: mixed-adapter batches). Hold `slot_lock`
-    # around `attach` and the pipeline call that uses the returned slots.
-
-    @property
-    def slot_lock(self) -> threading.Lock:
-        """Held while slots change and while the pipeline runs."""
-        return self._lock
-
-    def attach(self, adapters: list[StagedAdapter]) -> list[int]:
-        """Slot indices holding `adapters`, copying in missing ones (hold `slot_lock`)."""
-        return self._attach(adapters)
-
-    def check_prompt(self, prompt: str) -> None:
-        """LimitExceeded (422) when `prompt`, TI tokens expanded, exceeds maxPromptTokens."""
-        self._check_prompt(prompt)
-
     def attached(self) -> list[AdapterKey]:
         """Adapters in pipeline slots, least recently used first."""
         with self._lock:
@@ -166,7 +207,7 @@ class ServingEngine:
         staged = self.stage(resolved)
         staged_at = time.perf_counter()
         with self._lock:
-            self._attach([staged])
+            self.attach([staged])
         done = time.perf_counter()
         return {"stage_ms": (staged_at - start) * 1e3, "swap_ms": (done - staged_at) * 1e3}
 
@@ -178,13 +219,14 @@ class ServingEngine:
         staged = [self.stage(resolved) for resolved, _ in adapters]
         with self._lock:
             start = time.perf_counter()
-            indices = self._attach(staged)
+            indices = self.attach(staged)
             self.lora_slots.activate(list(zip(indices, [w for _, w in adapters], strict=True)))
             return time.perf_counter() - start
 
     # ------------------------------------------------------------------ generation
 
-    def _check_prompt(self, prompt: str) -> None:
+    def check_prompt(self, prompt: str) -> None:
+        """LimitExceeded (422) when `prompt`, TI tokens expanded, exceeds maxPromptTokens."""
         limit = self.config.limits.max_prompt_tokens
         count = len(self.pipeline.tokenizer(prompt, truncation=False).input_ids)
         if count > limit:
@@ -192,19 +234,6 @@ class ServingEngine:
                 f"prompt is {count} tokens (textual-inversion tokens expanded); the limit is "
                 f"{limit} (limits.maxPromptTokens): shorten the prompt"
             )
-
-    @staticmethod
-    def _check_token_clash(staged: list[StagedAdapter]) -> None:
-        """422 when two adapters of one request bring the same textual-inversion token."""
-        owners: dict[str, str] = {}
-        for adapter in staged:
-            for token in adapter.embeddings.vectors if adapter.embeddings else {}:
-                if token in owners:
-                    raise LimitExceeded(
-                        f"adapters {owners[token]} and {adapter.key} both define the token "
-                        f"{token!r}; use one of them per request"
-                    )
-                owners[token] = str(adapter.key)
 
     def generate(self, job: GenerationJob) -> GenerationOutput:
         """Run one job (see `generate_group`)."""
@@ -217,43 +246,41 @@ class ServingEngine:
         start = time.perf_counter()
         try:
             staged = [self.stage(resolved) for resolved, _ in jobs[0].adapters]
-            self._check_token_clash(staged)
+            check_token_clash(staged)
         except ServingError as error:
             return [GenerationOutput(error=error.info()) for _ in jobs]
         staged_at = time.perf_counter()
         outputs = [GenerationOutput() for _ in jobs]
         with self._lock:
             locked_at = time.perf_counter()
-            indices = self._attach(staged)
+            indices = self.attach(staged)
             weights = [weight for _, weight in jobs[0].adapters]
             self.lora_slots.activate(list(zip(indices, weights, strict=True)))
             swapped_at = time.perf_counter()
             runnable: list[int] = []
-            prompts: list[tuple[str, str]] = []
+            samples: list[tuple[GenerationJob, str, str]] = []
             for position, job in enumerate(jobs):
                 prompt = self.embedding_slots.rewrite(job.prompt, indices)
                 negative = self.embedding_slots.rewrite(job.negative_prompt or "", indices)
                 try:
-                    self._check_prompt(prompt)
-                    self._check_prompt(negative)
+                    self.check_prompt(prompt)
+                    self.check_prompt(negative)
                 except ServingError as error:
                     outputs[position].error = error.info()
                     continue
                 runnable.append(position)
-                prompts.append((prompt, negative))
-            arrays = self._run(jobs, runnable, prompts) if runnable else []
+                samples.append((job, prompt, negative))
+            arrays = list(to_uint8(call_pipeline(self.pipeline, samples))) if samples else []
             finished = time.perf_counter()
         swap_s, infer_s = swapped_at - locked_at, finished - swapped_at
         self.stats.swap_seconds += swap_s
         self.stats.inference_seconds += infer_s
         self.stats.requests += len(runnable)
-        info = [
-            self._adapter_info(s, w) for s, (_, w) in zip(staged, jobs[0].adapters, strict=True)
-        ]
+        info = [adapter_info(s, w) for s, (_, w) in zip(staged, jobs[0].adapters, strict=True)]
         cursor = 0
         for position in runnable:
             job, output = jobs[position], outputs[position]
-            output.images = [_png(a) for a in arrays[cursor : cursor + job.num_images]]
+            output.images = [png_bytes(a) for a in arrays[cursor : cursor + job.num_images]]
             cursor += job.num_images
             self.stats.images += job.num_images
             output.seed = job.seed
@@ -265,40 +292,3 @@ class ServingEngine:
                 "inference_ms": infer_s * 1e3,
             }
         return outputs
-
-    def _run(
-        self, jobs: list[GenerationJob], runnable: list[int], prompts: list[tuple[str, str]]
-    ) -> list[np.ndarray]:
-        """One pipeline call for the runnable jobs; image i of a job uses seed + i."""
-        all_prompts: list[str] = []
-        negatives: list[str] = []
-        generators: list[torch.Generator] = []
-        for position, (prompt, negative) in zip(runnable, prompts, strict=True):
-            job = jobs[position]
-            for image in range(job.num_images):
-                all_prompts.append(prompt)
-                negatives.append(negative)
-                generators.append(torch.Generator("cpu").manual_seed(job.seed + image))
-        first = jobs[runnable[0]]
-        result = self.pipeline(
-            prompt=all_prompts,
-            negative_prompt=negatives,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance_scale,
-            width=first.width,
-            height=first.height,
-            generator=generators,
-            output_type="np",
-        )
-        images = np.asarray(result.images)
-        return list((images * 255).round().clip(0, 255).astype(np.uint8))
-
-    @staticmethod
-    def _adapter_info(staged: StagedAdapter, weight: float) -> dict[str, Any]:
-        return {
-            "name": staged.key.name,
-            "version": staged.key.version,
-            "weight": weight,
-            "method": staged.manifest.method,
-            "tokens": sorted(staged.embeddings.vectors) if staged.embeddings else [],
-        }

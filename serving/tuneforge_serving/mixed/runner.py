@@ -14,17 +14,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import torch
 
-from tuneforge_serving.adapter_store import AdapterKey, StagedAdapter
+from tuneforge_serving.adapter_store import (
+    AdapterKey,
+    StagedAdapter,
+    adapter_info,
+    check_token_clash,
+)
+from tuneforge_serving.engine import ServingEngine, call_pipeline, png_bytes, to_uint8
 from tuneforge_serving.errors import ErrorInfo, ServingError
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.mixed.config import MixedBatchingConfig
-from tuneforge_serving.mixed.engine_access import EngineAccess, check_token_clash
-from tuneforge_serving.mixed.images import adapter_info, png_bytes, to_uint8
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics
 from tuneforge_serving.mixed.mixes import AdapterMixer, LoraChoice
 from tuneforge_serving.mixed.plan import Fallback, shape_key, split_for_slots
@@ -48,19 +50,18 @@ class MixedBatchRunner:
 
     def __init__(
         self,
-        engine: Any,
+        engine: ServingEngine,
         config: MixedBatchingConfig | None = None,
         metrics: MixedBatchMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.config = config or MixedBatchingConfig()
         self.metrics = metrics or MixedBatchMetrics()
-        self.access = EngineAccess(engine)
         self.router = SampleRouter(engine.lora_slots.layers.values())
         self.mixer = AdapterMixer(
             engine.lora_slots.layers,
             engine.lora_slots.slot_rank,
-            self.access.slot_scale,
+            engine.lora_slots.scale,
             self.config.max_combined_loras,
         )
 
@@ -106,7 +107,7 @@ class MixedBatchRunner:
         groups = split_for_slots(
             [frozenset(s.key for s in request.staged) for request in mixable],
             [request.job.num_images for request in mixable],
-            self.access.slot_count,
+            self.engine.lora_slots.n_slots,
             self.config.max_batch_images,
         )
         if len(groups) > 1:
@@ -131,11 +132,11 @@ class MixedBatchRunner:
             for staged in request.staged:
                 union.setdefault(staged.key, staged)
         waited = time.perf_counter()
-        with self.access.lock:
+        with self.engine.slot_lock:
             locked = time.perf_counter()
-            slots = dict(zip(union, self.access.attach(list(union.values())), strict=True))
+            slots = dict(zip(union, self.engine.attach(list(union.values())), strict=True))
             runnable: list[_Request] = []
-            prompts: list[tuple[str, str]] = []
+            samples: list[tuple[GenerationJob, str, str]] = []
             choices: list[LoraChoice] = []
             for request in requests:
                 indices = [slots[staged.key] for staged in request.staged]
@@ -143,20 +144,26 @@ class MixedBatchRunner:
                 prompt = bank.rewrite(request.job.prompt, indices)
                 negative = bank.rewrite(request.job.negative_prompt or "", indices)
                 try:
-                    self.access.check_prompt(prompt)
-                    self.access.check_prompt(negative)
+                    self.engine.check_prompt(prompt)
+                    self.engine.check_prompt(negative)
                 except ServingError as error:
                     request.output.error = error.info()
                     continue
                 runnable.append(request)
-                prompts.append((prompt, negative))
+                samples.append((request.job, prompt, negative))
                 choices.append(self._choice(request, slots))
             if not runnable:
                 return
             names = self.mixer.prepare(choices)
-            self.access.mount_layers_of({index for choice in choices for index, _ in choice})
+            self._mount_layers_of({index for choice in choices for index, _ in choice})
             swapped = time.perf_counter()
-            arrays = self._call(runnable, prompts, names)
+            sample_names = [
+                name
+                for request, name in zip(runnable, names, strict=True)
+                for _ in range(request.job.num_images)
+            ]
+            with self.router.route(sample_names):
+                arrays = call_pipeline(self.engine.pipeline, samples)
             finished = time.perf_counter()
         self._finish(runnable, arrays, len(union), stage_ms, locked - waited)
         stats = self.engine.stats
@@ -177,34 +184,15 @@ class MixedBatchRunner:
         ]
         return tuple(sorted(pairs))
 
-    def _call(
-        self, requests: list[_Request], prompts: list[tuple[str, str]], names: list[str]
-    ) -> np.ndarray:
-        """One pipeline call; sample order = requests in order, image i of a job seed + i."""
-        all_prompts: list[str] = []
-        negatives: list[str] = []
-        sample_names: list[str] = []
-        generators: list[torch.Generator] = []
-        for request, (prompt, negative), name in zip(requests, prompts, names, strict=True):
-            job = request.job
-            for image in range(job.num_images):
-                all_prompts.append(prompt)
-                negatives.append(negative)
-                sample_names.append(name)
-                generators.append(torch.Generator("cpu").manual_seed(job.seed + image))
-        first = requests[0].job
-        with self.router.route(sample_names):
-            result = self.engine.pipeline(
-                prompt=all_prompts,
-                negative_prompt=negatives,
-                num_inference_steps=first.steps,
-                guidance_scale=first.guidance_scale,
-                width=first.width,
-                height=first.height,
-                generator=generators,
-                output_type="np",
-            )
-        return np.asarray(result.images)
+    def _mount_layers_of(self, slots: set[int]) -> None:
+        """Put the LoRA layers that any of `slots` covers in the forward path (hold the lock).
+
+        Activating the slots does that (the engine bypasses layers no active slot covers);
+        which slots are "active" does not matter to the per-sample path, which uses the
+        names it is given. Layers none of them covers stay plain: every sample's delta is
+        zero there anyway.
+        """
+        self.engine.lora_slots.activate([(index, 1.0) for index in sorted(slots)])
 
     def _finish(
         self,
