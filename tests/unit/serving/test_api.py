@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.unit.serving.conftest import png_array
+from tests.fixtures.serving import png_pixels
 
 SMALL = {"prompt": "a photo of a cat", "steps": 2, "width": 64, "height": 64, "seed": 5}
 
@@ -54,7 +54,7 @@ def test_generate_json_reports_versions_seed_and_timings(client: TestClient) -> 
     assert payload["adapters"][1]["tokens"] == ["<cat-toy>"]
     assert payload["timings"]["inferenceMs"] > 0
     png = base64.b64decode(payload["images"][0])
-    assert png.startswith(b"\x89PNG") and png_array(png).shape == (64, 64, 3)
+    assert png.startswith(b"\x89PNG") and png_pixels(png).shape == (64, 64, 3)
 
 
 def test_png_response_equals_json_image(client: TestClient) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.unit.serving.conftest import png_array
+from tests.fixtures.serving import png_pixels
 
 QUANT = 1.0 / 255 + 1e-6  # one 8-bit level: PNG rounding against a float reference
 
@@ -40,7 +40,7 @@ def test_each_adapter_kind_changes_the_image(engine: Any, make_job: Callable[...
         "te": _only(engine.generate(make_job([("lora-te", 1.0)], prompt=prompt))),
     }
     assert len(set(images.values())) == len(images), "some adapter left the image unchanged"
-    arrays = {k: png_array(v) for k, v in images.items()}
+    arrays = {k: png_pixels(v) for k, v in images.items()}
     for name in ("lora", "ti", "two", "te"):
         assert np.abs(arrays[name] - arrays["base"]).mean() > 0.01, name
 
@@ -76,7 +76,7 @@ def test_lora_matches_diffusers_loader(
         ).images[0]
         ours_name = {"a": "lora0", "b": "lora1", "c": "lora-te"}
         job = make_job([(ours_name[n], w) for n, w in zip(names, weights, strict=True)])
-        ours = png_array(_only(engine.generate(job)))
+        ours = png_pixels(_only(engine.generate(job)))
         assert np.abs(ours - reference).max() <= QUANT, names
 
 
@@ -89,7 +89,7 @@ def test_textual_inversion_matches_diffusers_and_does_not_leak(
     prompt = "a <cat-toy> next to a <dog-toy>"
     plain_before = _only(engine.generate(make_job(prompt=prompt)))
     both = make_job([("ti-cat", 1.0), ("ti-dog", 1.0)], prompt=prompt)
-    ours = png_array(_only(engine.generate(both)))
+    ours = png_pixels(_only(engine.generate(both)))
     pipe = fresh_tiny_pipeline
     from tuneforge.adapter import TI_EMBEDDINGS
 
@@ -129,15 +129,15 @@ def test_batch_of_jobs_matches_single_runs(engine: Any, make_job: Callable[..., 
     jobs = [make_job([("lora0", 1.0)], seed=s, prompt=p) for s, p in ((1, "a cat"), (2, "a dog"))]
     together = engine.generate_group(jobs)
     for job, output in zip(jobs, together, strict=True):
-        alone = png_array(_only(engine.generate(job)))
-        assert np.abs(png_array(_only(output)) - alone).max() <= 2 * QUANT
+        alone = png_pixels(_only(engine.generate(job)))
+        assert np.abs(png_pixels(_only(output)) - alone).max() <= 2 * QUANT
 
 
 def test_num_images_use_consecutive_seeds(engine: Any, make_job: Callable[..., Any]) -> None:
     output = engine.generate(make_job([("lora0", 1.0)], num_images=2, seed=40))
     assert output.error is None and len(output.images) == 2
-    second = png_array(_only(engine.generate(make_job([("lora0", 1.0)], seed=41))))
-    assert np.abs(png_array(output.images[1]) - second).max() <= 2 * QUANT
+    second = png_pixels(_only(engine.generate(make_job([("lora0", 1.0)], seed=41))))
+    assert np.abs(png_pixels(output.images[1]) - second).max() <= 2 * QUANT
 
 
 def test_prompt_too_long_is_422(engine: Any, make_job: Callable[..., Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.unit.serving_mixed.conftest import png_pixels
+from tests.fixtures.serving import png_pixels
 
 LEVEL = 1.0 / 255 + 1e-6  # one 8-bit level: two float images 1e-5 apart may round apart
 FLOAT_TOLERANCE = 1e-4

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.unit.serving_mixed.conftest import png_pixels
+from tests.fixtures.serving import png_pixels
 
 LEVEL = 1.0 / 255 + 1e-6
 PREFIX = "tuneforge_serving"

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.fixtures.serving import FolderAdapterSource
-from tests.unit.serving_mixed.conftest import build_engine, png_pixels
+from tests.fixtures.serving import FolderAdapterSource, build_engine, png_pixels
 
 LEVEL = 1.0 / 255 + 1e-6
 PREFIX = "tuneforge_serving"
@@ -98,14 +97,14 @@ def test_jobs_of_different_shapes_are_refused(
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_a_fused_lora_layer_makes_requests_fall_back_to_the_engine(
     tiny_model_dir: Path,
-    mixed_source: FolderAdapterSource,
+    folder_source: FolderAdapterSource,
     tmp_path: Path,
     make_job: Callable[..., Any],
 ) -> None:
     from tuneforge_serving.lora_slots import slot_name
     from tuneforge_serving.mixed import MixedBatchRunner
 
-    engine = build_engine(tiny_model_dir, mixed_source, tmp_path, 2)
+    engine = build_engine(tiny_model_dir, folder_source, tmp_path, 2)
     job = make_job([("lora0", 1.0)], seed=9)
     runner = MixedBatchRunner(engine)
     assert runner.run([job])[0].images == engine.generate(job).images
@@ -120,16 +119,16 @@ def test_a_fused_lora_layer_makes_requests_fall_back_to_the_engine(
 def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
     mixed_engine: Any,
     mixed_runner: Any,
-    mixed_source: FolderAdapterSource,
+    folder_source: FolderAdapterSource,
     tiny_model_dir: Path,
     tmp_path: Path,
     make_job: Callable[..., Any],
 ) -> None:
     from tests.fixtures.serving import make_ti_adapter
 
-    if "ti-cat-b" not in mixed_source.versions:
+    if "ti-cat-b" not in folder_source.versions:
         folder = make_ti_adapter(tiny_model_dir, tmp_path / "b", seed=99, tokens={"<cat-toy>": 1})
-        mixed_source.add("ti-cat-b", folder)
+        folder_source.add("ti-cat-b", folder)
     prompt = "a photo of <cat-toy>"
     jobs = [
         make_job([("ti-cat", 1.0)], prompt=prompt, seed=5),
