@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     backend: str = "local"
     """SDK backend: `local` (embedded) or `kubernetes`."""
 
+    def missing_s3_settings(self) -> list[str]:
+        """The TUNEFORGE_S3_* variables (endpoint, access key, secret key) left unset or empty."""
+        return [
+            variable
+            for variable, value in (
+                ("TUNEFORGE_S3_ENDPOINT", self.s3_endpoint),
+                ("TUNEFORGE_S3_ACCESS_KEY", self.s3_access_key),
+                ("TUNEFORGE_S3_SECRET_KEY", self.s3_secret_key),
+            )
+            if not value
+        ]
+
     def s3_host_and_secure(self) -> tuple[str, bool]:
         """The endpoint as minio wants it (`host:port`) and whether to use TLS."""
         if not self.s3_endpoint:

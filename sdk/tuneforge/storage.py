@@ -89,15 +89,7 @@ def local_path(uri: str | Path) -> Path | None:
 
 
 def _credentials(settings: Settings) -> tuple[str, bool, str, str]:
-    missing = [
-        variable
-        for variable, value in (
-            ("TUNEFORGE_S3_ENDPOINT", settings.s3_endpoint),
-            ("TUNEFORGE_S3_ACCESS_KEY", settings.s3_access_key),
-            ("TUNEFORGE_S3_SECRET_KEY", settings.s3_secret_key),
-        )
-        if not value
-    ]
+    missing = settings.missing_s3_settings()
     if missing:
         raise ConfigurationError(
             f"S3 is not configured: set {', '.join(missing)} "

@@ -54,15 +54,7 @@ def check_s3(job: FineTuneJob, settings: Settings, checkpoint_uri: str) -> None:
     on_s3 = [name for name, uri in fields.items() if is_s3(uri)]
     if not on_s3:
         return
-    missing = [
-        variable
-        for variable, value in (
-            ("TUNEFORGE_S3_ENDPOINT", settings.s3_endpoint),
-            ("TUNEFORGE_S3_ACCESS_KEY", settings.s3_access_key),
-            ("TUNEFORGE_S3_SECRET_KEY", settings.s3_secret_key),
-        )
-        if not value
-    ]
+    missing = settings.missing_s3_settings()
     if missing:
         raise InvalidTrainingInput(
             f"{', '.join(on_s3)} on S3 but S3 credentials are missing: set {', '.join(missing)} "
