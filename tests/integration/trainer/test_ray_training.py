@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.fixtures.assets import load_tiny_pipeline
-from tests.fixtures.trainer import make_trainer_job
+from tests.fixtures.trainer import make_trainer_job, render_tiny
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -51,19 +51,6 @@ def trainer_env(services_env, tmp_path_factory, monkeypatch_module=None):
         os.environ.pop("TUNEFORGE_TRAINER_CACHE", None)
     else:
         os.environ["TUNEFORGE_TRAINER_CACHE"] = previous
-
-
-def _render(pipe, prompt: str = PROMPT) -> np.ndarray:
-    generator = torch.Generator().manual_seed(0)
-    return pipe(
-        prompt,
-        num_inference_steps=2,
-        guidance_scale=1.0,
-        height=64,
-        width=64,
-        generator=generator,
-        output_type="np",
-    ).images[0]
 
 
 def _fetch(result, tmp_path: Path):
@@ -136,9 +123,9 @@ def test_lora_ddp_from_s3_registers_a_loadable_version(
     fetched = _fetch(result, tmp_path)
     assert fetched.manifest.alpha == 8.0 and fetched.manifest.job_uid == "uid-ray-lora"
     pipe = load_tiny_pipeline(tiny_model_dir)
-    base = _render(pipe)
+    base = render_tiny(pipe)
     pipe.load_lora_weights(str(fetched.path))
-    assert np.abs(_render(pipe) - base).max() > 1e-4
+    assert np.abs(render_tiny(pipe) - base).max() > 1e-4
 
 
 def test_textual_inversion_fsdp_registers_only_new_rows(
@@ -171,10 +158,10 @@ def test_textual_inversion_fsdp_registers_only_new_rows(
     rows = pipe.text_encoder.get_input_embeddings().weight.detach()
     assert torch.equal(rows[: base_rows.shape[0]], base_rows)
     ids = pipe.tokenizer.convert_tokens_to_ids(["<sks-toy>", "<sks-toy>_1"])
-    trained = _render(pipe, "a photo of <sks-toy>")
+    trained = render_tiny(pipe, "a photo of <sks-toy>")
     with torch.no_grad():
         rows[ids] = base_rows[init_id]
-    assert np.abs(trained - _render(pipe, "a photo of <sks-toy>")).max() > 1e-4
+    assert np.abs(trained - render_tiny(pipe, "a photo of <sks-toy>")).max() > 1e-4
 
 
 def test_dreambooth_deepspeed_generates_class_images_and_registers(
@@ -205,7 +192,7 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
     )
     assert any("class-images/generated-" in o.object_name for o in generated)
     pipe = load_pipeline_with_adapter(Path(tiny_model_dir), fetched.path)
-    assert np.abs(_render(pipe) - _render(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
+    assert np.abs(render_tiny(pipe) - render_tiny(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
 
 
 def _kill_a_worker_after_first_checkpoint(prefix: str, stop: threading.Event, killed: list[int]):

@@ -11,22 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.fixtures.assets import load_tiny_pipeline
-from tests.fixtures.trainer import make_trainer_job, run_worker_locally
-
-PROMPT = "a photo of sks toy"
-
-
-def _render(pipe, prompt: str = PROMPT) -> np.ndarray:
-    generator = torch.Generator().manual_seed(0)
-    return pipe(
-        prompt,
-        num_inference_steps=2,
-        guidance_scale=1.0,
-        height=64,
-        width=64,
-        generator=generator,
-        output_type="np",
-    ).images[0]
+from tests.fixtures.trainer import make_trainer_job, render_tiny, run_worker_locally
 
 
 def _adapter(context) -> Path:
@@ -63,7 +48,7 @@ def test_lora_with_text_encoder_exports_loadable_weights_with_alpha(
     )
 
     pipe = load_tiny_pipeline(tiny_model_dir)
-    base_image = _render(pipe)
+    base_image = render_tiny(pipe)
     pipe.load_lora_weights(str(_adapter(context)))
     scalings = {
         layer.scaling["default_0"]
@@ -71,7 +56,7 @@ def test_lora_with_text_encoder_exports_loadable_weights_with_alpha(
         if hasattr(layer, "scaling") and "default_0" in getattr(layer, "scaling", {})
     }
     assert scalings == {2.0}, "alpha/rank = 8/4 must survive the reload"
-    assert np.abs(_render(pipe) - base_image).max() > 1e-4
+    assert np.abs(render_tiny(pipe) - base_image).max() > 1e-4
 
 
 def test_textual_inversion_changes_only_the_new_rows(tiny_model_dir, tiny_dataset_dir, tmp_path):
@@ -101,10 +86,10 @@ def test_textual_inversion_changes_only_the_new_rows(tiny_model_dir, tiny_datase
     assert torch.equal(rows[: base_rows.shape[0]], base_rows), "original rows must be bit-identical"
     ids = pipe.tokenizer.convert_tokens_to_ids(["<sks-toy>", "<sks-toy>_1"])
     assert torch.equal(rows[ids], learned["<sks-toy>"])
-    trained_image = _render(pipe, "a photo of <sks-toy>")
+    trained_image = render_tiny(pipe, "a photo of <sks-toy>")
     with torch.no_grad():
         rows[ids] = base_rows[init_id]
-    assert np.abs(trained_image - _render(pipe, "a photo of <sks-toy>")).max() > 1e-4
+    assert np.abs(trained_image - render_tiny(pipe, "a photo of <sks-toy>")).max() > 1e-4
 
 
 def test_dreambooth_full_unet_with_prior_preservation(tiny_model_dir, tiny_dataset_dir, tmp_path):
@@ -123,7 +108,7 @@ def test_dreambooth_full_unet_with_prior_preservation(tiny_model_dir, tiny_datas
     assert manifest["files"] == ["unet.safetensors"]
     pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
     base = load_tiny_pipeline(tiny_model_dir)
-    assert np.abs(_render(pipe) - _render(base)).max() > 1e-4
+    assert np.abs(render_tiny(pipe) - render_tiny(base)).max() > 1e-4
 
 
 def test_rerun_resumes_from_the_latest_checkpoint(tiny_model_dir, tiny_dataset_dir, tmp_path):
@@ -201,4 +186,4 @@ def test_dreambooth_with_text_encoder(tiny_model_dir, tiny_dataset_dir, tmp_path
         assert trained.keys() == base_state.keys()
         assert any(not torch.equal(trained[k], base_state[k]) for k in trained)
     pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
-    assert np.abs(_render(pipe) - _render(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
+    assert np.abs(render_tiny(pipe) - render_tiny(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
