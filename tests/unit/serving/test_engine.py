@@ -22,6 +22,19 @@ def _only(output: Any) -> bytes:
     return image
 
 
+def _diffusers_reference(pipe: Any, prompt: str) -> Any:
+    """What diffusers itself renders for `make_job`'s defaults (64x64, 3 steps, seed 11)."""
+    return pipe(
+        prompt=[prompt],
+        negative_prompt=[""],
+        num_inference_steps=3,
+        width=64,
+        height=64,
+        generator=[torch.Generator().manual_seed(11)],
+        output_type="np",
+    ).images[0]
+
+
 def test_same_seeded_job_twice_gives_identical_bytes(
     engine: Any, make_job: Callable[..., Any]
 ) -> None:
@@ -65,15 +78,7 @@ def test_lora_matches_diffusers_loader(
     pipe.load_lora_weights(str(serving_adapters["lora-te"]), adapter_name="c")
     for names, weights in ((["a"], [1.0]), (["a", "b"], [1.0, 0.5]), (["c"], [1.0])):
         pipe.set_adapters(names, weights)
-        reference = pipe(
-            prompt=["a photo of a cat"],
-            negative_prompt=[""],
-            num_inference_steps=3,
-            width=64,
-            height=64,
-            generator=[torch.Generator().manual_seed(11)],
-            output_type="np",
-        ).images[0]
+        reference = _diffusers_reference(pipe, "a photo of a cat")
         ours_name = {"a": "lora0", "b": "lora1", "c": "lora-te"}
         job = make_job([(ours_name[n], w) for n, w in zip(names, weights, strict=True)])
         ours = png_pixels(_only(engine.generate(job)))
@@ -95,15 +100,7 @@ def test_textual_inversion_matches_diffusers_and_does_not_leak(
 
     pipe.load_textual_inversion(str(serving_adapters["ti-cat"] / TI_EMBEDDINGS))
     pipe.load_textual_inversion(str(serving_adapters["ti-dog"] / TI_EMBEDDINGS))
-    reference = pipe(
-        prompt=[prompt],
-        negative_prompt=[""],
-        num_inference_steps=3,
-        width=64,
-        height=64,
-        generator=[torch.Generator().manual_seed(11)],
-        output_type="np",
-    ).images[0]
+    reference = _diffusers_reference(pipe, prompt)
     assert np.abs(ours - reference).max() <= QUANT
     # Without the adapters the tokens are plain text again, before and after eviction.
     assert _only(engine.generate(make_job(prompt=prompt))) == plain_before
