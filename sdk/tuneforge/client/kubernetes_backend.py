@@ -62,7 +62,8 @@ def without_empty_strings(value: Any) -> Any:
     return value
 
 
-def _api_error(exc: Any, what: str) -> BackendError:
+def api_error(exc: Any, what: str) -> BackendError:
+    """A `BackendError` naming what failed, with the API server's status and message."""
     detail = getattr(exc, "body", None) or str(exc)
     try:
         detail = json.loads(detail).get("message", detail)
@@ -104,7 +105,7 @@ class KubernetesBackend:
                     f"job {job.name!r} already exists in namespace {self.namespace!r}: delete it "
                     "first or choose another metadata.name"
                 ) from None
-            raise _api_error(exc, f"creating job {job.name!r}") from None
+            raise api_error(exc, f"creating job {job.name!r}") from None
         return str(created["metadata"]["name"])
 
     def get(self, name: str) -> FineTuneJob:
@@ -120,7 +121,7 @@ class KubernetesBackend:
                 GROUP, VERSION, self.namespace, PLURAL, label_selector=selector or None
             )
         except ApiException as exc:
-            raise _api_error(exc, "listing jobs") from None
+            raise api_error(exc, "listing jobs") from None
         items = sorted(listing.get("items", []), key=lambda o: o["metadata"]["name"])
         return [job_from_object(item) for item in items]
 
@@ -135,7 +136,7 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status == 404:
                 raise self._not_found(name) from None
-            raise _api_error(exc, f"deleting job {name!r}") from None
+            raise api_error(exc, f"deleting job {name!r}") from None
 
     def logs(self, name: str, follow: bool = True) -> Iterator[str]:
         """The training output: the RayJob's submitter pod, else its Ray head pod."""
@@ -157,7 +158,7 @@ class KubernetesBackend:
                     field_selector=f"involvedObject.kind={kind},involvedObject.name={subject}",
                 )
             except ApiException as exc:
-                raise _api_error(exc, f"listing events of {kind} {subject!r}") from None
+                raise api_error(exc, f"listing events of {kind} {subject!r}") from None
             for item in listing.items:
                 stamp = item.last_timestamp or item.event_time or item.first_timestamp
                 when = stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else None
@@ -188,7 +189,7 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise _api_error(exc, f"reading RayJob {ray_job_name!r}") from None
+            raise api_error(exc, f"reading RayJob {ray_job_name!r}") from None
         return obj
 
     def _get_object(self, name: str) -> dict[str, Any]:
@@ -201,7 +202,7 @@ class KubernetesBackend:
         except ApiException as exc:
             if exc.status == 404:
                 raise self._not_found(name) from None
-            raise _api_error(exc, f"reading job {name!r}") from None
+            raise api_error(exc, f"reading job {name!r}") from None
         return obj
 
     def _not_found(self, name: str) -> JobNotFoundError:

@@ -50,6 +50,10 @@ def _stream(backend: KubernetesBackend, name: str, follow: bool) -> Iterator[str
 
 def find_log_pod(backend: KubernetesBackend, ray_job_name: str | None) -> str | None:
     """The readable pod holding the job's output: the submitter's, else the Ray head's."""
+    from kubernetes.client import ApiException
+
+    from tuneforge.client.kubernetes_backend import api_error
+
     if not ray_job_name:
         return None
     selectors = [f"job-name={ray_job_name}", f"batch.kubernetes.io/job-name={ray_job_name}"]
@@ -58,9 +62,12 @@ def find_log_pod(backend: KubernetesBackend, ray_job_name: str | None) -> str | 
     if cluster:
         selectors.append(f"ray.io/cluster={cluster},ray.io/node-type=head")
     for selector in selectors:
-        pods: list[Any] = backend.core.list_namespaced_pod(
-            backend.namespace, label_selector=selector
-        ).items
+        try:
+            pods: list[Any] = backend.core.list_namespaced_pod(
+                backend.namespace, label_selector=selector
+            ).items
+        except ApiException as exc:
+            raise api_error(exc, f"listing pods {selector!r} of RayJob {ray_job_name!r}") from None
         readable = [
             p
             for p in pods
@@ -75,8 +82,25 @@ def find_log_pod(backend: KubernetesBackend, ray_job_name: str | None) -> str | 
 
 
 def pod_log_lines(core: Any, namespace: str, pod: str, follow: bool) -> Iterator[str]:
-    """Stream one pod's log line by line (chunked reads, partial lines kept until complete)."""
-    response = core.read_namespaced_pod_log(pod, namespace, follow=follow, _preload_content=False)
+    """Stream one pod's log line by line (chunked reads, partial lines kept until complete).
+
+    Raises `BackendError` when the API server cannot serve the log (e.g. the node's kubelet
+    is unreachable, or RBAC forbids `pods/log`).
+    """
+    from kubernetes.client import ApiException
+
+    from tuneforge.client.kubernetes_backend import api_error
+
+    try:
+        response = core.read_namespaced_pod_log(
+            pod, namespace, follow=follow, _preload_content=False
+        )
+    except ApiException as exc:
+        raise api_error(
+            exc,
+            f"reading the log of pod {pod!r} in namespace {namespace!r} (the API server fetches "
+            "it from the kubelet of the pod's node; `kubectl logs` fails the same way)",
+        ) from None
     pending = b""
     try:
         for chunk in response.stream(CHUNK_BYTES):
