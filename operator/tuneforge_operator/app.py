@@ -38,8 +38,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.peering.lifetime = operator_settings.peering_lifetime_seconds
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
-        settings.execution.max_workers = 4
-        settings.batching.batch_window = 0.05
+        settings.execution.max_workers = 4  # threads for sync handlers (all ours are async)
         # With explicit namespaces (no globs), kopf need not list CRDs and Namespaces
         # cluster-wide: a namespace-scoped ServiceAccount may not, and kopf would retry the
         # 403s for about a minute before handling any job.

@@ -1,8 +1,16 @@
 """Thin kopf handlers: gather inputs, call the reconciler, turn outcomes into kopf retries.
 
-- create / update / resume of a FineTuneJob start work at once (with retries and a timeout);
-- a timer re-reads RayJob and MLflow for every unfinished job (level-triggered safety net);
+- every watch event of a FineTuneJob that asks for work (new, listed at start-up, spec
+  changed: `metadata.generation` ahead of `status.observedGeneration`) reconciles it at once;
+- a timer re-reads RayJob and MLflow for every unfinished job (level-triggered safety net)
+  and is the retry path: a blocked pass raises `kopf.TemporaryError` with backoff;
 - every event of a RayJob we manage reconciles its owner immediately.
+
+Why `kopf.on.event` and not `on.create`/`on.update`/`on.resume`: kopf's change handlers keep
+their bookkeeping (the last handled spec, handler progress) in annotations, one more PATCH
+per job and one more watch event to process; the generation/observedGeneration pair already
+says whether a job needs work. Events our own status writes cause are skipped by a cheap
+filter before kopf invokes anything.
 No finalizers (not even kopf's timer finalizer): the RayJob goes with its owner through
 garbage collection, and a job deletes even while the operator is down.
 """
@@ -25,7 +33,7 @@ from tuneforge_operator.builder import (
     RAYJOB_VERSION,
 )
 from tuneforge_operator.conditions import EventSpec
-from tuneforge_operator.reconcile import Outcome, Reconciler, parse_status
+from tuneforge_operator.reconcile import Reconciler, parse_status
 from tuneforge_operator.settings import OperatorSettings
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -41,11 +49,34 @@ def post_event(body: Mapping[str, Any], event: EventSpec) -> None:
     )
 
 
-def _raise_for(outcome: Outcome, retry: int) -> None:
-    if outcome.permanent_error:
-        raise kopf.PermanentError(outcome.permanent_error)
-    if outcome.retry_reason:
-        raise kopf.TemporaryError(outcome.retry_reason, delay=min(5.0 * 2**retry, 300.0))
+def needs_reconcile(event_type: str | None, body: Mapping[str, Any]) -> bool:
+    """Whether a FineTuneJob watch event asks for a reconcile (cheap: runs for every event).
+
+    `None` is kopf's type for objects listed at start-up: everything not finished (for its
+    current generation) is looked at once, as kopf's `on.resume` would. A MODIFIED event is
+    news only when the spec changed since the last pass (or our status is gone); the ones
+    our own status writes cause are not.
+    """
+    if event_type == "DELETED":
+        return True  # forget what we keep for it
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False  # garbage collection takes the RayJob with it
+    status = body.get("status") or {}
+    if not isinstance(status, Mapping) or not status.get("rayJobName"):
+        return True
+    current = status.get("observedGeneration") == meta.get("generation")
+    if event_type == "MODIFIED":
+        return not current
+    if event_type is None and current:
+        parsed = parse_status(status)
+        return parsed is None or not parsed.is_finished()
+    return True
+
+
+def retry_delay(retry: int, cap_s: float) -> float:
+    """Backoff of the timer's retries of a blocked job: 5, 10, 20 ... s, at most `cap_s`."""
+    return float(min(5.0 * 2 ** min(retry, 16), cap_s))
 
 
 def register(
@@ -54,22 +85,33 @@ def register(
     reconciler_ref: list[Reconciler],
 ) -> None:
     """Register every handler on `registry`; `reconciler_ref[0]` is set at start-up (after login)."""
-    retries, timeout = settings.retries, settings.handler_timeout_seconds
     job = (GROUP, VERSION, PLURAL)
 
-    async def on_job_change(
-        *, body: kopf.Body, name: str, namespace: str | None, retry: int, logger: Logger, **_: Any
-    ) -> None:
-        outcome = await reconciler_ref[0].reconcile(
-            str(namespace), name, logger, trigger="change", body=body
-        )
-        _raise_for(outcome, retry)
-
-    for decorator in (kopf.on.create, kopf.on.resume):
-        decorator(*job, registry=registry, retries=retries, timeout=timeout)(on_job_change)
-    kopf.on.update(*job, field="spec", registry=registry, retries=retries, timeout=timeout)(
-        on_job_change
+    @kopf.on.event(
+        *job, registry=registry, when=lambda type, body, **_: needs_reconcile(type, body)
     )
+    async def on_job_event(
+        *,
+        type: str | None,
+        body: kopf.Body,
+        name: str,
+        namespace: str | None,
+        uid: str,
+        logger: Logger,
+        **_: Any,
+    ) -> None:
+        if type == "DELETED":
+            reconciler_ref[0].forget(str(namespace), name, uid)
+            return
+        try:
+            outcome = await reconciler_ref[0].reconcile(
+                str(namespace), name, logger, trigger="change", body=body
+            )
+        except Exception as error:  # an event handler has no retries: the timer retries
+            logger.warning(f"Reconcile failed, the resync timer retries it: {error}")
+            return
+        if outcome.retry_reason:
+            logger.warning(f"{outcome.retry_reason} (the resync timer retries)")
 
     @kopf.timer(
         *job,
@@ -84,7 +126,7 @@ def register(
         meta: kopf.Meta,
         status: kopf.Status,
         logger: Logger,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         current = parse_status(status)
         if (
@@ -95,7 +137,8 @@ def register(
             return  # terminal is terminal: nothing to re-read.
         outcome = await reconciler_ref[0].reconcile(str(namespace), name, logger, trigger="timer")
         if outcome.retry_reason:
-            logger.warning(outcome.retry_reason)
+            delay = retry_delay(int(kwargs.get("retry", 0)), settings.resync_seconds)
+            raise kopf.TemporaryError(outcome.retry_reason, delay=delay)
 
     # kopf gives timers a finalizer so it can stop them before the object goes. We do not
     # want one: a FineTuneJob must delete even while the operator is down, and a resync
@@ -104,13 +147,6 @@ def register(
     spawning._handlers = [
         dataclasses.replace(h, requires_finalizer=False) for h in spawning._handlers
     ]
-
-    @kopf.on.event(*job, registry=registry, when=lambda type, **_: type == "DELETED")
-    async def on_job_event(
-        *, type: str, name: str, namespace: str | None, uid: str, **_: Any
-    ) -> None:
-        if type == "DELETED":
-            reconciler_ref[0].forget(str(namespace), name, uid)
 
     @kopf.on.event(
         RAYJOB_GROUP,

@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
+from tuneforge.api.runtime import TrainingRuntime
 
 from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
 from tuneforge_operator.conditions import (
@@ -55,6 +56,8 @@ _STATUS_KEYS = {
     "progress",
     "mlflow",
 }
+FOLLOW_UP_WRITES = 2
+"""Status writes after a create that may be in flight at once (the create path goes first)."""
 EventPoster = Callable[[Mapping[str, Any], EventSpec], None]
 
 
@@ -117,6 +120,7 @@ class Reconciler:
         self._post_event = post_event
         self._grace = registration_grace_s
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._follow_ups = asyncio.Semaphore(FOLLOW_UP_WRITES)
         self._seen_rayjobs: dict[str, str] = {}
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
@@ -207,22 +211,30 @@ class Reconciler:
             registration_grace_s=self._grace,
         )
         first_visit = current is None or current.ray_job_name is None
+        runtime_lookup: asyncio.Task[TrainingRuntime | Blocker] | None = None
         if first_visit:
+            # The runtime is looked up while the name is written: both precede the create.
+            runtime_lookup = asyncio.create_task(self._catalog.get(spec.runtime))
             # The child's name is in status before the child exists: a restart finds it.
             pending = compute_status(current, base)
-            await self._write(raw, current, pending)
+            try:
+                await self._write(raw, current, pending)
+            except BaseException:
+                runtime_lookup.cancel()
+                raise
             current = pending
 
-        existing, create_blocker = await self._ensure_rayjob(
-            job, child, skip_get=first_visit, logger=logger
+        existing, create_blocker, created = await self._ensure_rayjob(
+            job, child, skip_get=first_visit, logger=logger, runtime_lookup=runtime_lookup
         )
         immutable: list[str] = []
         if existing is not None:
             self._seen_rayjobs[str(existing["metadata"].get("uid"))] = _fingerprint(existing)
             existing = await self._sync_suspend(job, existing, logger)
-            applied = parse_entrypoint(str(existing.get("spec", {}).get("entrypoint", "")))
-            if applied is not None:
-                immutable = changed_immutable_fields(applied.get("spec", {}), spec.to_wire())
+            if not created:  # one we just built from this very spec has nothing to compare
+                applied = parse_entrypoint(str(existing.get("spec", {}).get("entrypoint", "")))
+                if applied is not None:
+                    immutable = changed_immutable_fields(applied.get("spec", {}), spec.to_wire())
         mlflow, mlflow_error = await self._read_mlflow(uid, spec.output.registered_model, existing)
         observed = dataclasses.replace(
             base,
@@ -233,7 +245,13 @@ class Reconciler:
             immutable_changes=immutable,
         )
         new = compute_status(current, observed)
-        await self._write(raw, current, new)
+        if created:
+            # The status after a create is not urgent: in a burst of new jobs it waits for
+            # a follow-up slot, so that other jobs' creates meet less competition.
+            async with self._follow_ups:
+                await self._write(raw, current, new)
+        else:
+            await self._write(raw, current, new)
         if create_blocker is not None:
             return Outcome(retry_reason=create_blocker.message)
         return Outcome(finished=new.is_finished())
@@ -244,18 +262,25 @@ class Reconciler:
         child: str,
         skip_get: bool,
         logger: logging.Logger | logging.LoggerAdapter[Any],
-    ) -> tuple[dict[str, Any] | None, Blocker | None]:
+        runtime_lookup: Awaitable[TrainingRuntime | Blocker] | None = None,
+    ) -> tuple[dict[str, Any] | None, Blocker | None, bool]:
+        """The RayJob (created when missing), why it cannot exist, and whether we created it.
+
+        `runtime_lookup` is the job's runtime already being looked up (else looked up here).
+        """
         namespace, uid = str(job.metadata.namespace), str(job.metadata.uid)
         existing = None if skip_get else await self._api.get(rayjob_path(namespace, child))
+        created = False
         if existing is None:
-            runtime = await self._catalog.get(job.spec.runtime)
+            runtime = await (runtime_lookup or self._catalog.get(job.spec.runtime))
             if isinstance(runtime, Blocker):
                 logger.warning(runtime.message)
-                return None, runtime
+                return None, runtime, False
             manifest = build_rayjob(job, runtime)
             manifest["metadata"]["name"] = child
             try:
                 existing = await self._api.create(rayjob_path(namespace), manifest)
+                created = True
                 RAYJOBS_CREATED.inc()
                 logger.info(f"Created RayJob {namespace}/{child}")
             except AlreadyExists:
@@ -263,18 +288,26 @@ class Reconciler:
             except KubeApiError as error:
                 message = f"The API server refused RayJob {child}: {error.message}"
                 logger.error(message)
-                return None, Blocker(Reason.RAY_JOB_CREATE_FAILED, message)
+                return None, Blocker(Reason.RAY_JOB_CREATE_FAILED, message), False
         if existing is None:
-            return None, Blocker(
-                Reason.RAY_JOB_CREATE_FAILED, f"RayJob {child} vanished while being created"
+            return (
+                None,
+                Blocker(
+                    Reason.RAY_JOB_CREATE_FAILED, f"RayJob {child} vanished while being created"
+                ),
+                False,
             )
         if not owned_by(existing, uid):
-            return None, Blocker(
-                Reason.RAY_JOB_CREATE_FAILED,
-                f"RayJob {namespace}/{child} exists but is not owned by this FineTuneJob; "
-                "delete it or give the job another name",
+            return (
+                None,
+                Blocker(
+                    Reason.RAY_JOB_CREATE_FAILED,
+                    f"RayJob {namespace}/{child} exists but is not owned by this FineTuneJob; "
+                    "delete it or give the job another name",
+                ),
+                False,
             )
-        return existing, None
+        return existing, None, created
 
     async def _sync_suspend(
         self,

@@ -48,13 +48,10 @@ class OperatorSettings(BaseSettings):
     )
     """Bearer token for MLflow (optional)."""
     resync_seconds: float = Field(default=30.0, gt=0)
-    """Interval of the level-triggered timer that re-reads RayJob and MLflow for each job."""
+    """Interval of the level-triggered timer that re-reads RayJob and MLflow for each job; it
+    also retries a blocked job, with backoff 5, 10, 20 ... s up to this interval."""
     registration_grace_seconds: float = Field(default=120.0, ge=0)
     """How long after training succeeds the model version may take to appear in MLflow."""
-    retries: int = Field(default=20, ge=1)
-    """kopf retries of a failing create/update handler (backoff grows per try)."""
-    handler_timeout_seconds: float = Field(default=600.0, gt=0)
-    """kopf gives up a create/update handler after this long."""
     metrics_port: int = Field(default=8080, ge=0, le=65535)
     """Prometheus metrics port (0 disables)."""
     liveness_port: int = Field(default=8081, ge=0, le=65535)
