@@ -8,6 +8,7 @@ for the same job are serialised by a per-job lock; peering keeps other replicas 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,6 +37,7 @@ from tuneforge_operator.kubeapi import (
     finetunejob_path,
     rayjob_path,
 )
+from tuneforge_operator.lanes import CreatesFirst
 from tuneforge_operator.metrics import (
     JOBS,
     RAYJOBS_CREATED,
@@ -56,8 +58,6 @@ _STATUS_KEYS = {
     "progress",
     "mlflow",
 }
-FOLLOW_UP_WRITES = 2
-"""Status writes after a create that may be in flight at once (the create path goes first)."""
 EventPoster = Callable[[Mapping[str, Any], EventSpec], None]
 
 
@@ -120,7 +120,7 @@ class Reconciler:
         self._post_event = post_event
         self._grace = registration_grace_s
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._follow_ups = asyncio.Semaphore(FOLLOW_UP_WRITES)
+        self._lanes = CreatesFirst()
         self._seen_rayjobs: dict[str, str] = {}
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
@@ -212,21 +212,21 @@ class Reconciler:
         )
         first_visit = current is None or current.ray_job_name is None
         runtime_lookup: asyncio.Task[TrainingRuntime | Blocker] | None = None
-        if first_visit:
-            # The runtime is looked up while the name is written: both precede the create.
-            runtime_lookup = asyncio.create_task(self._catalog.get(spec.runtime))
-            # The child's name is in status before the child exists: a restart finds it.
-            pending = compute_status(current, base)
-            try:
-                await self._write(raw, current, pending)
-            except BaseException:
-                runtime_lookup.cancel()
-                raise
-            current = pending
-
-        existing, create_blocker, created = await self._ensure_rayjob(
-            job, child, skip_get=first_visit, logger=logger, runtime_lookup=runtime_lookup
-        )
+        with self._lanes.create_path() if first_visit else contextlib.nullcontext():
+            if first_visit:
+                # The runtime is looked up while the name is written: both precede the create.
+                runtime_lookup = asyncio.create_task(self._catalog.get(spec.runtime))
+                # The child's name is in status before the child exists: a restart finds it.
+                pending = compute_status(current, base)
+                try:
+                    await self._write(raw, current, pending)
+                except BaseException:
+                    runtime_lookup.cancel()
+                    raise
+                current = pending
+            existing, create_blocker, created = await self._ensure_rayjob(
+                job, child, skip_get=first_visit, logger=logger, runtime_lookup=runtime_lookup
+            )
         immutable: list[str] = []
         if existing is not None:
             self._seen_rayjobs[str(existing["metadata"].get("uid"))] = _fingerprint(existing)
@@ -247,8 +247,8 @@ class Reconciler:
         new = compute_status(current, observed)
         if created:
             # The status after a create is not urgent: in a burst of new jobs it waits for
-            # a follow-up slot, so that other jobs' creates meet less competition.
-            async with self._follow_ups:
+            # the other jobs' creates (see lanes.py).
+            async with self._lanes.follow_up():
                 await self._write(raw, current, new)
         else:
             await self._write(raw, current, new)
