@@ -55,7 +55,9 @@ from tests.integration.operator.harness import (  # noqa: E402
     job_manifest,
 )
 
-_REQUEST_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_METRIC_LINE = re.compile(
+    r"^apiserver_request_(?P<name>total|duration_seconds_sum)\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -70,21 +72,30 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _apiserver_requests(kube) -> Counter[str]:
-    """apiserver_request_total summed by `VERB resource[/subresource]` (watches excluded)."""
+def _apiserver_requests(kube) -> tuple[Counter[str], Counter[str]]:
+    """Requests and their summed server-side seconds by `VERB resource[/subresource]`.
+
+    From the API server's own metrics (`apiserver_request_total`, `..._duration_seconds_sum`);
+    watches and lists are left out.
+    """
     response = kube.request("GET", "/metrics", accept="text/plain")
     text = response.body if isinstance(response.body, str) else ""
     counts: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
     for line in text.splitlines():
-        match = _REQUEST_LINE.match(line)
+        match = _METRIC_LINE.match(line)
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
         if labels.get("verb") in ("WATCH", "LIST") or not labels.get("resource"):
             continue
         sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-        counts[f"{labels['verb']} {labels['resource']}{sub}"] += int(float(match["value"]))
-    return counts
+        key = f"{labels['verb']} {labels['resource']}{sub}"
+        if match["name"] == "total":
+            counts[key] += int(float(match["value"]))
+        else:
+            seconds[key] += float(match["value"])  # type: ignore[assignment]
+    return counts, seconds
 
 
 def _watch(
@@ -192,7 +203,7 @@ def main() -> None:
         ).start()
         time.sleep(0.5)
         profiler = _start_profiler(pid, args.profile, 20) if args.profile else None
-        requests_before = _apiserver_requests(kube)
+        counts_before, seconds_before = _apiserver_requests(kube)
         names = [f"bench-{i:03d}" for i in range(args.jobs)]
         started: dict[str, float] = {}
         returned: dict[str, float] = {}
@@ -215,7 +226,8 @@ def main() -> None:
         missing = [n for n in names if n not in seen]
         if missing:
             raise SystemExit(f"{len(missing)} RayJobs never appeared (e.g. {missing[:3]})")
-        requests = _apiserver_requests(kube) - requests_before
+        counts_after, seconds_after = _apiserver_requests(kube)
+        requests = counts_after - counts_before
         latencies = sorted(seen[n] - returned[n] for n in names)
         from_start = sorted(seen[n] - started[n] for n in names)
         total_s = max(seen.values()) - t0
@@ -235,16 +247,20 @@ def main() -> None:
             first = sorted(named[n] - returned[n] for n in names)
             then = sorted(seen[n] - named[n] for n in names)
             print(
-                f"  split: POST return -> status names the RayJob p50={statistics.median(first):.3f}s"
-                f" p95={_percentile(first, 0.95):.3f}s; -> RayJob p50={statistics.median(then):.3f}s"
-                f" p95={_percentile(then, 0.95):.3f}s"
+                "  split: POST return -> status names the RayJob "
+                f"p50={statistics.median(first):.3f}s p95={_percentile(first, 0.95):.3f}s; "
+                f"-> RayJob p50={statistics.median(then):.3f}s p95={_percentile(then, 0.95):.3f}s"
             )
         print(
             f"operator RSS: idle={idle_rss:.0f} MB peak={rss:.0f} MB; CPU used {cpu:.1f} s "
             f"({1000 * cpu / args.jobs:.1f} ms per job)"
         )
-        busy = ", ".join(f"{key}={count}" for key, count in sorted(requests.items()) if count)
-        print(f"apiserver requests until the last RayJob (+ scrape lag): {busy}")
+        busy = ", ".join(
+            f"{key}={count} ({1000 * (seconds_after[key] - seconds_before[key]) / count:.0f} ms)"
+            for key, count in sorted(requests.items())
+            if count
+        )
+        print(f"apiserver requests until the last RayJob (mean time inside the server): {busy}")
         if profiler is not None:
             profiler.wait(timeout=60)
             print(f"profile: {args.profile}")
