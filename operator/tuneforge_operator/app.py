@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -18,6 +19,29 @@ from tuneforge_operator.settings import OperatorSettings
 ANNOTATION_PREFIX = "tuneforge.io"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff-base storage for an operator with no change handlers: nothing to keep.
+
+    kopf deep-copies every watched object on every event to diff it against the last handled
+    spec; only `on.create`/`on.update`/`on.resume`/`on.field` handlers use that diff, and we
+    register none (`handlers.py` reacts to `generation`/`observedGeneration` instead). Adding
+    such a handler requires kopf's `AnnotationsDiffBaseStorage` back.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """An empty essence (no copy of the object)."""
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """Nothing was stored."""
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Store nothing (no PATCH)."""
+
+
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """A kopf registry with our handlers, login and start-up configuration."""
     operator_settings = settings
@@ -31,9 +55,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=ANNOTATION_PREFIX
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-        )
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
         settings.peering.lifetime = operator_settings.peering_lifetime_seconds
         settings.posting.level = logging.WARNING
