@@ -20,6 +20,7 @@ import contextlib
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,31 @@ def parse_ref(ref: str) -> tuple[str, int | None, str | None]:
     raise ValueError(f"invalid adapter reference {ref!r}: use name, name/VERSION or name@alias")
 
 
+_MLFLOW_IMPORT_LOCK = threading.Lock()
+_mlflow_imported = False
+
+
+def _import_mlflow() -> None:
+    """Import mlflow's modules once, under a lock.
+
+    mlflow is imported lazily (it is slow), but its package has import cycles: two threads
+    importing it for the first time at once (e.g. concurrent requests in a serving replica)
+    can see a partially initialised module. One lock makes the first import atomic.
+    """
+    global _mlflow_imported
+    if _mlflow_imported:
+        return
+    with _MLFLOW_IMPORT_LOCK:
+        if not _mlflow_imported:
+            import mlflow.artifacts  # noqa: F401
+            import mlflow.exceptions  # noqa: F401
+            import mlflow.tracking  # noqa: F401
+            import mlflow.utils.credentials  # noqa: F401
+            import mlflow.utils.rest_utils  # noqa: F401
+
+            _mlflow_imported = True
+
+
 class AdapterRegistry:
     """The MLflow model registry, as TuneForge stores adapters in it."""
 
@@ -138,6 +164,7 @@ class AdapterRegistry:
 
     @contextlib.contextmanager
     def _client(self) -> Iterator[Any]:
+        _import_mlflow()
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
@@ -157,6 +184,7 @@ class AdapterRegistry:
             with self._client() as client:
                 client.search_registered_models(max_results=1)
             return
+        _import_mlflow()
         from mlflow.utils.credentials import get_default_host_creds
         from mlflow.utils.rest_utils import http_request
 
@@ -380,6 +408,7 @@ class AdapterRegistry:
             for entry in entries:
                 shutil.copyfile(entry, staging / entry.name)
         else:
+            _import_mlflow()
             import mlflow.artifacts
 
             with local_artifact_root(self.settings):
