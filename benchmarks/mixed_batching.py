@@ -80,6 +80,7 @@ class BenchSource:
 def tiny_pipeline(device: str, dtype: torch.dtype) -> tuple[Any, Path]:
     """The tiny SD-1.5-shaped model from the asset cache (built locally on first use)."""
     from diffusers import StableDiffusionPipeline
+
     from tuneforge.assets.cache import cached_tiny_model
 
     model_dir = cached_tiny_model(seed=0)
@@ -102,6 +103,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, workdir: Path) -> tuple[Any, 
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
     from tuneforge.assets.cache import cached_tiny_model
 
     torch.manual_seed(0)
@@ -163,6 +165,7 @@ def sd15_pipeline(device: str, dtype: torch.dtype, workdir: Path) -> tuple[Any, 
 def write_lora(unet: torch.nn.Module, folder: Path, seed: int, rank: int) -> Path:
     """A LoRA adapter folder on the UNet's attention projections with seeded random weights."""
     from safetensors.torch import save_file
+
     from tuneforge.adapter import ADAPTER_MANIFEST, LORA_WEIGHTS, AdapterManifest
 
     generator = torch.Generator().manual_seed(seed)

@@ -58,10 +58,9 @@ def make_adapters(model_dir: Path, root: Path) -> list[Path]:
 
 def tuneforge_switch_s(model_dir: Path, folders: list[Path], switches: int, cache: Path) -> float:
     """Median seconds per ServingEngine.switch, LRU 3 over ten adapters (all host-staged)."""
+    from tests.fixtures.serving import FolderAdapterSource
     from tuneforge_serving.config import ServingConfig
     from tuneforge_serving.engine import ServingEngine
-
-    from tests.fixtures.serving import FolderAdapterSource
 
     source = FolderAdapterSource()
     for index, folder in enumerate(folders):
@@ -108,6 +107,7 @@ def start_app(model_dir: Path, cache: Path) -> tuple[int, threading.Thread]:
     """Start Ray and the Serve app in the background (replicas load while swaps are timed)."""
     import ray
     from ray import serve
+
     from tuneforge_serving.app import build_app
 
     temp = Path(tempfile.mkdtemp(prefix="tfbench-", dir="/tmp"))

@@ -13,7 +13,6 @@ from typing import Any
 
 from tuneforge.api import API_VERSION, KIND, FineTuneJob
 from tuneforge.api.runtime import TrainingRuntime
-
 from tuneforge_operator.entrypoint import build_entrypoint
 
 RAYJOB_API_VERSION = "ray.io/v1"

@@ -19,7 +19,6 @@ from tuneforge.api import (
     Reason,
 )
 from tuneforge.api.status import now_rfc3339
-
 from tuneforge_operator.mlflow_reader import MlflowObservation
 from tuneforge_operator.rayjob_state import RayJobObservation, RayJobPhase
 

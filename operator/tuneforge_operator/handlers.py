@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import kopf
-from tuneforge.api import GROUP, KIND, PLURAL, VERSION
 
+from tuneforge.api import GROUP, KIND, PLURAL, VERSION
 from tuneforge_operator.builder import (
     MANAGED_BY,
     MANAGED_BY_LABEL,

@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 import kopf
-from tuneforge.api import GROUP, PLURAL, VERSION
 
+from tuneforge.api import GROUP, PLURAL, VERSION
 from tuneforge_operator.builder import RAYJOB_GROUP, RAYJOB_PLURAL, RAYJOB_VERSION
 
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+
 from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
 from tuneforge.api.runtime import TrainingRuntime
-
 from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
 from tuneforge_operator.conditions import (
     Blocker,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safetensors import safe_open
-from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest
 
+from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest
 from tuneforge_serving.embedding_slots import StagedEmbeddings
 from tuneforge_serving.errors import AdapterRejected, LimitExceeded, Unavailable
 from tuneforge_serving.lora_format import StagedLora, read_lora_file

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from tuneforge.settings import Settings
 
 log = logging.getLogger(__name__)

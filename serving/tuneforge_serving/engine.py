@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from tuneforge.adapter import base_model_fingerprint
 
+from tuneforge.adapter import base_model_fingerprint
 from tuneforge_serving.adapter_store import (
     AdapterKey,
     AdapterSource,

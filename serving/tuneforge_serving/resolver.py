@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from tuneforge.errors import AdapterNotFoundError, UnsafeArtifactError
-
 from tuneforge_serving.errors import AdapterRejected, AdapterUnknown, Unavailable
 
 

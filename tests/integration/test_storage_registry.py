@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+
+from tests.fixtures.services import MlflowService, S3Service
 from tuneforge.adapter import ADAPTER_MANIFEST, LORA_WEIGHTS, AdapterManifest
 from tuneforge.embedded.environment import local_artifact_root
 from tuneforge.errors import (
@@ -31,8 +33,6 @@ from tuneforge.storage import (
     list_prefix,
     upload_dir,
 )
-
-from tests.fixtures.services import MlflowService, S3Service
 
 pytestmark = pytest.mark.integration
 

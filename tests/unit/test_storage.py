@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from tuneforge.errors import ConfigurationError, StorageError
 from tuneforge.settings import Settings
 from tuneforge.storage import (

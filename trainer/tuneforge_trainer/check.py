@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.preflight import PreparedInputs, preflight
 from tuneforge_trainer.runner import tracking_uri_for
 from tuneforge_trainer.trainer_settings import TrainerSettings

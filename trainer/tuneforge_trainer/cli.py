@@ -37,7 +37,6 @@ def run_command(source: str, check_only: bool = False) -> int:
     """Load, validate and run one job; returns the exit code."""
     from tuneforge.api import load_job
     from tuneforge.errors import ConfigurationError, StorageError, TuneForgeError
-
     from tuneforge_trainer.errors import ServiceUnavailable, TrainingFailed
 
     try:

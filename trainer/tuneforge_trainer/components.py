@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tuneforge.adapter import base_model_fingerprint
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.errors import TrainingFailed
 from tuneforge_trainer.inputs import is_s3
 from tuneforge_trainer.plan import WorkerPlan, run_name
@@ -64,6 +63,7 @@ def storage_for(checkpoint_uri: str, settings: Settings) -> tuple[str, Any]:
         os.makedirs(path, exist_ok=True)
         return path, None
     import pyarrow.fs
+
     from tuneforge.storage import ensure_bucket
 
     bucket_and_prefix = checkpoint_uri.removeprefix("s3://").strip("/")

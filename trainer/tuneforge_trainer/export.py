@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from tuneforge.adapter import ADAPTER_MANIFEST, AdapterManifest
 from tuneforge.api import FineTuneJob
-
 from tuneforge_trainer.methods import TrainingMethod
 
 

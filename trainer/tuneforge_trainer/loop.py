@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.batches import LatentEncoder, micro_batch_loss, micro_batches
 from tuneforge_trainer.checkpoints import (
     ADAPTER_DIR,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
 from tuneforge.api import FineTuneJob, load_job
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tuneforge.api import FineTuneJob, Method
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.components import load_tokenizer, unet_module_names
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import torch
+
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.data import bundled_class_root, list_images
 from tuneforge_trainer.inputs import materialize
 

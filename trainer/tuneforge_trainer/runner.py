@@ -15,7 +15,6 @@ from typing import Any
 from tuneforge.adapter import AdapterManifest
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
 from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
 from tuneforge_trainer.export import read_manifest

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from tuneforge.settings import Settings
 
 DEFAULT_S3_CHECKPOINTS = "s3://tuneforge-checkpoints/runs"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS
 from tuneforge.api import ValidationSpec
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from tuneforge.api import FineTuneJob
-from tuneforge.api.crd import PRINTER_COLUMNS
 
 from tests.fixtures.kube import KubeCluster
 from tests.unit.api.invalid_jobs import valid_manifest
+from tuneforge.api import FineTuneJob
+from tuneforge.api.crd import PRINTER_COLUMNS
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tuneforge.api import FineTuneJob, load_job
 
 from tests.fixtures.kube import KubeCluster
+from tuneforge.api import FineTuneJob, load_job
 
 pytestmark = pytest.mark.integration
 

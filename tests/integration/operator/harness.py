@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tuneforge.api.runtime import TrainingRuntime, runtimes_configmap
 
 from tests.fixtures._kube_cluster import KubeCluster
 from tests.fixtures._procs import ManagedProcess, free_port, http_ok
+from tuneforge.api.runtime import TrainingRuntime, runtimes_configmap
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 JOBS = "/apis/tuneforge.io/v1alpha1/namespaces/{ns}/finetunejobs"

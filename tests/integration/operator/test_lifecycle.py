@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tuneforge.api import FineTuneJob
-from tuneforge_operator.builder import build_rayjob
 
 from tests.fixtures._kube_cluster import KubeCluster
 from tests.fixtures.kuberay_standin import KubeRayStandIn
@@ -30,6 +28,8 @@ from tests.integration.operator.harness import (
     wait_until,
 )
 from tests.integration.operator.test_rayjob_schema import missing_paths
+from tuneforge.api import FineTuneJob
+from tuneforge_operator.builder import build_rayjob
 
 pytestmark = pytest.mark.integration
 StartOperator = Callable[..., OperatorProcess]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tuneforge.api import FineTuneJob
-from tuneforge.api.runtime import TrainingRuntime
-from tuneforge_operator.builder import build_rayjob
 
 from tests.fixtures._kube_cluster import KubeCluster
 from tests.integration.operator.harness import RAYJOBS, TEST_RUNTIME, create_job, job_manifest
+from tuneforge.api import FineTuneJob
+from tuneforge.api.runtime import TrainingRuntime
+from tuneforge_operator.builder import build_rayjob
 
 pytestmark = pytest.mark.integration
 

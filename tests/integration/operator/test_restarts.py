@@ -8,8 +8,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from tuneforge.api import FineTuneJob
-from tuneforge_operator.builder import build_rayjob
 
 from tests.fixtures._kube_cluster import KubeCluster
 from tests.fixtures.kuberay_standin import KubeRayStandIn
@@ -26,6 +24,8 @@ from tests.integration.operator.harness import (
     rayjobs,
     wait_until,
 )
+from tuneforge.api import FineTuneJob
+from tuneforge_operator.builder import build_rayjob
 
 pytestmark = pytest.mark.integration
 JOB_COUNT = 20

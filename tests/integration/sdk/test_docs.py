@@ -13,8 +13,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-from tuneforge.cli.main import app
 from typer.testing import CliRunner
+
+from tuneforge.cli.main import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

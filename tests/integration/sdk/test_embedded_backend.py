@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tuneforge.client import Client, JobProgress, JobState, cpu_resources, lora_job
 from tuneforge.errors import AdapterNotFoundError, JobFailedError, JobNotFoundError
 from tuneforge.settings import Settings

@@ -18,6 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fixtures._kube_cluster import KubeCluster
+from tests.fixtures.kuberay_standin import KubeRayStandIn
+from tests.integration.operator.harness import (
+    OperatorProcess,
+    get_rayjob,
+    install_runtimes,
+    wait_until,
+)
 from tuneforge.api import FineTuneJob
 from tuneforge.client import Client, JobProgress, JobState, lora_job
 from tuneforge.errors import (
@@ -28,15 +37,6 @@ from tuneforge.errors import (
     WaitTimeoutError,
 )
 from tuneforge.settings import Settings
-
-from tests.fixtures._kube_cluster import KubeCluster
-from tests.fixtures.kuberay_standin import KubeRayStandIn
-from tests.integration.operator.harness import (
-    OperatorProcess,
-    get_rayjob,
-    install_runtimes,
-    wait_until,
-)
 
 pytestmark = pytest.mark.integration
 

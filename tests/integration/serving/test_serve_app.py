@@ -72,10 +72,10 @@ def test_missing_or_foreign_multiplex_id_is_not_an_error(
     serve_url: str, registered: dict[str, str]
 ) -> None:
     from ray import serve
-    from tuneforge.registry import AdapterRegistry
-    from tuneforge_serving.engine import GenerationJob
 
     from tests.integration.serving.conftest import APP_NAME
+    from tuneforge.registry import AdapterRegistry
+    from tuneforge_serving.engine import GenerationJob
 
     handle = serve.get_deployment_handle("sd15", app_name=APP_NAME)
     resolved = AdapterRegistry().resolve(f"{registered['lora3']}/1")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tuneforge_trainer.components import tokenize
-from tuneforge_trainer.data import instance_root, load_pixels, read_records
 
 from tests.fixtures.assets import load_tiny_pipeline
 from tests.fixtures.trainer import make_trainer_job, run_worker_locally
+from tuneforge_trainer.components import tokenize
+from tuneforge_trainer.data import instance_root, load_pixels, read_records
 
 MARGIN = 0.10  # at least 10 % lower held-out loss
 

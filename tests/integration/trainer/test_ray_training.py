@@ -63,6 +63,7 @@ def _fetch(result, tmp_path: Path):
 
 def _versions(name: str) -> list[str]:
     from mlflow.tracking import MlflowClient
+
     from tuneforge.settings import Settings
 
     uri = Settings().mlflow_tracking_uri
@@ -72,6 +73,7 @@ def _versions(name: str) -> list[str]:
 
 def _metric_steps(run_id: str, key: str) -> list[int]:
     from mlflow.tracking import MlflowClient
+
     from tuneforge.settings import Settings
 
     client = MlflowClient(tracking_uri=Settings().mlflow_tracking_uri)
@@ -84,6 +86,7 @@ def test_lora_ddp_from_s3_registers_a_loadable_version(
     trainer_env, s3_dataset, tiny_model_dir, tmp_path
 ):
     from mlflow.tracking import MlflowClient
+
     from tuneforge_trainer import run_job
 
     job = make_trainer_job(
@@ -198,6 +201,7 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
 def _kill_a_worker_after_first_checkpoint(prefix: str, stop: threading.Event, killed: list[int]):
     """Watch S3 for the first checkpoint of the run, then SIGKILL one Ray Train worker."""
     import psutil
+
     from tuneforge.storage import minio_client
 
     client = minio_client()

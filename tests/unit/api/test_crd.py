@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from typer.testing import CliRunner
+
 from tuneforge.api.crd import PRINTER_COLUMNS, crd_manifest, crd_yaml
 from tuneforge.cli.main import app
-from typer.testing import CliRunner
 
 HELM_CRD = (
     Path(__file__).resolve().parents[3] / "helm/tuneforge/crds/finetunejobs.tuneforge.io.yaml"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tuneforge.api import FineTuneJob, Method, Strategy, dump_job, load_job, load_jobs
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from tuneforge.api import FineTuneJob
 
 from tests.unit.api.invalid_jobs import (
     INVALID_CASES,
@@ -13,6 +12,7 @@ from tests.unit.api.invalid_jobs import (
     InvalidCase,
     valid_manifest,
 )
+from tuneforge.api import FineTuneJob
 
 
 def test_the_table_has_at_least_15_cases_with_unique_ids() -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tuneforge.assets import build_tiny_dataset, tiny_dataset_info
 from tuneforge.assets.cache import CACHE_ENV, assets_cache_dir, cached_tiny_dataset
 from tuneforge.assets.fs import publish_dir, staging_dir

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from tuneforge.assets import (
     CLASS_PROMPT,
     INSTANCE_PROMPT,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from tuneforge.assets import TINY_MODEL_MARKER, build_tiny_model, tiny_model_info
 from tuneforge.assets.tiny_model import library_versions
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from tuneforge.assets import MODEL_MAX_LENGTH, VOCAB_SIZE, bpe_dir, load_tiny_tokenizer
 
 # Ids from OpenAI's full CLIP vocabulary (49,408 tokens); a prefix of the merges keeps them.

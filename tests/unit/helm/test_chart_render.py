@@ -112,6 +112,7 @@ def test_notes_give_copy_paste_steps_with_a_valid_job(chart: Path, variant: str)
     import textwrap
 
     import yaml
+
     from tuneforge.api.job import FineTuneJob
 
     notes = _notes(chart, VARIANTS[variant])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+
+from tests.unit.operator.helpers import JOB_UID, job, runtime
 from tuneforge_operator.builder import (
     KUEUE_QUEUE_LABEL,
     MAX_RAYJOB_NAME,
@@ -13,8 +15,6 @@ from tuneforge_operator.builder import (
     rayjob_name,
 )
 from tuneforge_operator.entrypoint import parse_entrypoint
-
-from tests.unit.operator.helpers import JOB_UID, job, runtime
 
 
 def test_rayjob_is_owned_by_the_job_and_named_after_it() -> None:

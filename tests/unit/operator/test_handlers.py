@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tuneforge_operator.handlers import needs_reconcile, retry_delay
 
 RUNNING = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from tuneforge_operator.rayjob_state import RayJobPhase, observe_rayjob
 
 CASES: list[tuple[dict[str, Any] | None, RayJobPhase, str]] = [

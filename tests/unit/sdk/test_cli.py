@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, Reason
 from tuneforge.cli.main import app
 from tuneforge.client.builders import lora_job
 from tuneforge.embedded.backend import prepare_local_job
 from tuneforge.embedded.records import JobRecordStore
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

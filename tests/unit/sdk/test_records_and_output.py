@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, MlflowStatus, Reason
 from tuneforge.cli.output import OutputFormat, age, duration, print_description, print_jobs
 from tuneforge.client.backend import JobEvent

@@ -155,10 +155,9 @@ def test_prompt_too_long_is_422(engine: Any, make_job: Callable[..., Any]) -> No
 def test_incompatible_adapters_are_422(
     maker: str, expected: str, engine: Any, folder_source: Any, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    from tests.fixtures.serving import make_lora_adapter
     from tuneforge.adapter import ADAPTER_MANIFEST, AdapterManifest
     from tuneforge_serving.engine import GenerationJob
-
-    from tests.fixtures.serving import make_lora_adapter
 
     folder = tmp_path / maker
     if maker == "rank":

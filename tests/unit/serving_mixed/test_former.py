@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+
 from tuneforge_serving.mixed import MixedBatchFormer, MixedBatchingConfig, MixedBatchMetrics
 
 PREFIX = "tuneforge_serving"

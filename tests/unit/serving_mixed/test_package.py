@@ -21,6 +21,7 @@ def test_mixed_config_imports_without_the_engine_or_torch() -> None:
 def test_config_rejects_unknown_fields_and_bad_values() -> None:
     import pytest
     from pydantic import ValidationError
+
     from tuneforge_serving.mixed import MixedBatchingConfig
 
     with pytest.raises(ValidationError, match="maxBatchSize|max_batch_size"):

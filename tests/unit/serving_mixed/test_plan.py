@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from tuneforge_serving.mixed.plan import shape_key, split_for_slots
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
+
 from tuneforge_serving.lora_slots import slot_name
 from tuneforge_serving.mixed.mixes import AdapterMixer, LoraChoice, TooManyLoras
 from tuneforge_serving.mixed.routing import BASE, SampleRouter, expand_names

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from tuneforge_trainer.data import ExampleSource, load_pixels, read_records
 from tuneforge_trainer.losses import compute_snr, diffusion_loss, sample_noise
 

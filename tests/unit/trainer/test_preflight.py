@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.trainer import make_trainer_job
 from tuneforge.settings import Settings
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
 from tuneforge_trainer.preflight import check_mlflow, preflight
-
-from tests.fixtures.trainer import make_trainer_job
 
 
 def _settings(tmp_path: Path, **values) -> Settings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tuneforge.api import FineTuneJobSpec, Method
-
 from tuneforge_trainer.components import Components
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod
 from tuneforge_trainer.methods.dreambooth import DreamBoothMethod

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tuneforge.api import FineTuneJobSpec
 
+from tuneforge.api import FineTuneJobSpec
 from tuneforge_trainer.components import Components, Denoiser
 from tuneforge_trainer.losses import diffusion_loss
 

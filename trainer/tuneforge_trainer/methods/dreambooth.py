@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+
 from tuneforge.adapter import LORA_WEIGHTS
 from tuneforge.api import DreamBoothSpec, Method
-
 from tuneforge_trainer.losses import diffusion_loss
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod, split_prefix
 from tuneforge_trainer.methods.lora import (

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from tuneforge.adapter import LORA_WEIGHTS
 from tuneforge.api import LoraSpec, Method
-
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod, split_prefix
 
 TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+
 from tuneforge.adapter import TI_EMBEDDINGS
 from tuneforge.api import Method, TextualInversionSpec
-
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod
 
 VECTORS_PARAM = "placeholder_vectors"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tuneforge.api import Strategy, TrainingSpec
-
 from tuneforge_trainer.strategies.base import TrainingStrategy, World
 from tuneforge_trainer.strategies.ddp import DdpStrategy
 from tuneforge_trainer.strategies.deepspeed import DeepSpeedStrategy

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+
 from tuneforge.api import MixedPrecision, TrainingSpec
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tuneforge.api import MixedPrecision
 
+from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import (
     OptimizerFactory,
     OptimizerState,

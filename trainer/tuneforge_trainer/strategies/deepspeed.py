@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tuneforge.api import MixedPrecision
 
+from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, World, select
 
 ZERO_STAGE_ENV = "TUNEFORGE_DEEPSPEED_ZERO_STAGE"

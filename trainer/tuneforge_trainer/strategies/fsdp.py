@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
-from tuneforge.api import MixedPrecision
 
+from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import (
     OptimizerFactory,
     OptimizerState,
