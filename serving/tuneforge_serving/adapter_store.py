@@ -141,6 +141,12 @@ def load_staged(
     lora_path, ti_path = folder / LORA_WEIGHTS, folder / TI_EMBEDDINGS
     lora = read_lora_file(lora_path, manifest.alpha, name) if lora_path.is_file() else None
     embeddings = read_embeddings(ti_path, name) if ti_path.is_file() else None
+    if lora is None and embeddings is None and manifest.method == "dreambooth":
+        raise AdapterRejected(
+            f"adapter {name} is a full DreamBooth fine-tune (it replaces the UNet), not an "
+            "adapter: serve its exported folder as a base model, or train it with "
+            "dreambooth.exportLora: true to get a LoRA this server can hot-swap"
+        )
     if lora is None and embeddings is None:
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         raise AdapterRejected(
