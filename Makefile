@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Everything that may start Ray runs in a private network namespace (unshare -n, loopback only).
 NETNS := scripts/netns-run
 PYTEST_ARGS ?=
 
