@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
-
 from tests.e2e.podenv import container_env
 from tests.e2e.release import Release
 from tests.fixtures._procs import LOOPBACK, free_port
+from tuneforge.embedded.serving import wait_until_ready
 
 READY_TIMEOUT_S = 300.0
 
@@ -27,21 +26,6 @@ READY_TIMEOUT_S = 300.0
 def _import(path: str) -> Any:
     module, _, attribute = path.partition(":")
     return getattr(importlib.import_module(module), attribute)
-
-
-def _wait_ready(url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{url}/readyz", timeout=10)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except httpx.HTTPError as error:
-            last = repr(error)
-        time.sleep(1)
-    raise AssertionError(f"serving not ready within {READY_TIMEOUT_S:.0f} s: /readyz {last}")
 
 
 @contextmanager
@@ -71,7 +55,7 @@ def start_serving(release: Release, ray_cluster: Any, image_env: dict[str, str])
             route_prefix=application["route_prefix"],
             blocking=False,
         )
-        _wait_ready(url)
+        wait_until_ready(url, READY_TIMEOUT_S)
         print(f"e2e: Serve application ready in {time.monotonic() - started:.0f} s")
         yield url
     finally:
