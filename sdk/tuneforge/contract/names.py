@@ -1,0 +1,72 @@
+"""Names shared by trainer, operator, serving and SDK: MLflow tags and metrics, adapter files.
+
+Every component reads these constants instead of spelling the strings itself, so a rename
+is one change here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Tag:
+    """MLflow tag names (on runs and on model versions)."""
+
+    JOB_UID: Final = "tuneforge.job_uid"
+    """FineTuneJob uid: finds a job's run (runs) and its registered version (versions)."""
+    JOB_NAME: Final = "tuneforge.job_name"
+    """FineTuneJob name."""
+    JOB_NAMESPACE: Final = "tuneforge.job_namespace"
+    """FineTuneJob namespace (runs)."""
+    METHOD: Final = "tuneforge.method"
+    """Training method of a registered version."""
+    BASE_MODEL: Final = "tuneforge.base_model"
+    """Base model URI of a registered version."""
+    MODEL_VERSION: Final = "tuneforge.model_version"
+    """`name/version` the run registered (runs)."""
+
+
+class Metric:
+    """MLflow metric names the trainer logs and the operator and SDK read."""
+
+    STEP: Final = "step"
+    """Optimizer steps done."""
+    LOSS: Final = "loss"
+    """Training loss of the last step."""
+    LEARNING_RATE: Final = "lr"
+    """Learning rate of the last step."""
+    IMAGES_PER_S: Final = "images_per_s"
+    """Training throughput."""
+
+
+ADAPTER_ARTIFACT_PATH: Final = "adapter"
+"""Run artifact folder that holds an adapter's files."""
+ADAPTER_MANIFEST: Final = "tuneforge-adapter.json"
+"""The manifest beside an adapter's weights."""
+LORA_WEIGHTS: Final = "pytorch_lora_weights.safetensors"
+"""LoRA weights in diffusers' layout (`unet.…` and `text_encoder.…` keys)."""
+TI_EMBEDDINGS: Final = "learned_embeds.safetensors"
+"""Textual-inversion embeddings (one row per placeholder token)."""
+
+DEFAULT_LORA_TARGETS: Final = ("to_q", "to_k", "to_v", "to_out.0")
+"""UNet modules LoRA targets unless a job names others (the attention projections)."""
+
+
+def default_lora_alpha(rank: int) -> float:
+    """LoRA alpha when a job gives none: the rank, so the update's scale alpha/rank is 1.
+
+    This is what the diffusers training scripts do (`lora_alpha=args.rank`).
+    """
+    return float(rank)
+
+
+def job_run_filter(job_uid: str) -> str:
+    """MLflow `search_runs` filter that finds the run of the FineTuneJob with this uid.
+
+    MLflow's filter parser has no escapes (it takes everything between the quotes as is),
+    so the value goes in the quote character it does not contain.
+    """
+    for quote in ("'", '"'):
+        if quote not in job_uid:
+            return f"tags.`{Tag.JOB_UID}` = {quote}{job_uid}{quote}"
+    raise ValueError(f"a job uid with both quote characters cannot be searched: {job_uid!r}")
