@@ -1,10 +1,10 @@
 """Mixed-adapter batching: 4 requests with 4 different LoRAs in one call vs one after another.
 
 Both sides run in this process on the same `ServingEngine` (same slots, same adapters
-already attached, same PNG encoding): the baseline calls `engine.generate(job)` for each
-request in turn (the engine's own path: activate the request's adapters, one pipeline
-call per request); the mixed side runs the same 4 jobs through `MixedBatchRunner.run`
-(one pipeline call, each sample routed to its own LoRA). The two sides alternate for
+already attached, same PNG encoding, mixed batching on): the baseline calls
+`engine.generate(job)` for each request in turn (one pipeline call per request, its
+adapters active on the slots); the mixed side runs the same 4 jobs through
+`engine.generate_batch` (one pipeline call, each sample routed to its own LoRA). The two sides alternate for
 `--rounds` rounds; the ratio of median round times is the speed-up. The images of both
 sides are compared too (they must agree to one 8-bit level).
 
@@ -28,7 +28,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,42 +38,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 PROMPTS = [
     "a photo of a cat on a sofa",
     "a watercolor of a lighthouse",
     "a red car in the rain",
     "a bowl of fruit, studio light",
 ]
-
-
-@dataclass
-class _Resolved:
-    name: str
-    version: int
-    folder: Path
-
-
-@dataclass
-class _Fetched:
-    path: Path
-    manifest: Any
-
-
-class BenchSource:
-    """The registry interface over local folders (this benchmark has no MLflow or S3)."""
-
-    def __init__(self, folders: dict[str, Path]) -> None:
-        self.folders = folders
-
-    def resolve(self, reference: str) -> _Resolved:
-        return _Resolved(reference, 1, self.folders[reference])
-
-    def fetch(self, resolved: _Resolved, cache_dir: Path) -> _Fetched:
-        from tuneforge.adapter import ADAPTER_MANIFEST, AdapterManifest
-
-        text = (resolved.folder / ADAPTER_MANIFEST).read_text()
-        return _Fetched(resolved.folder, AdapterManifest.model_validate_json(text))
 
 
 def tiny_pipeline(device: str, dtype: torch.dtype) -> tuple[Any, Path]:
@@ -166,12 +135,18 @@ def write_lora(unet: torch.nn.Module, folder: Path, seed: int, rank: int) -> Pat
     """A LoRA adapter folder on the UNet's attention projections with seeded random weights."""
     from safetensors.torch import save_file
 
-    from tuneforge.adapter import ADAPTER_MANIFEST, LORA_WEIGHTS, AdapterManifest
+    from tuneforge.contract import (
+        ADAPTER_MANIFEST,
+        DEFAULT_LORA_TARGETS,
+        LORA_WEIGHTS,
+        AdapterManifest,
+        LoraSection,
+    )
 
     generator = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
     for path, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and path.endswith(UNET_TARGETS):
+        if isinstance(module, torch.nn.Linear) and path.endswith(DEFAULT_LORA_TARGETS):
             down = torch.randn(rank, module.in_features, generator=generator)
             up = torch.randn(module.out_features, rank, generator=generator)
             tensors[f"unet.{path}.lora_A.weight"] = down / module.in_features**0.5
@@ -179,19 +154,22 @@ def write_lora(unet: torch.nn.Module, folder: Path, seed: int, rank: int) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / LORA_WEIGHTS))
     manifest = AdapterManifest(
-        method="lora", base_model="benchmark", files=[LORA_WEIGHTS], rank=rank, alpha=rank
+        method="lora",
+        base_model="benchmark",
+        files=[LORA_WEIGHTS],
+        lora=LoraSection(rank=rank, alpha=rank, target_modules=list(DEFAULT_LORA_TARGETS)),
     )
     (folder / ADAPTER_MANIFEST).write_text(manifest.model_dump_json())
     return folder
 
 
-def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, Any, list[Any]]:
-    """Engine, mixed runner and the 4 jobs (4 different LoRAs, one each)."""
+def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any]]:
+    """Engine (mixed batching on) and the 4 jobs (4 different LoRAs, one each)."""
     from tuneforge_serving.base_model import pick_device, pick_dtype
     from tuneforge_serving.config import ServingConfig
     from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.folder_source import FolderAdapterSource
     from tuneforge_serving.jobs import GenerationJob
-    from tuneforge_serving.mixed import MixedBatchingConfig, MixedBatchRunner
 
     device = pick_device(args.device)
     dtype = pick_dtype("auto", device)
@@ -211,10 +189,12 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, Any, list[Any]]
         adapter_lru_size=4,
         hotswap={"max_lora_rank": args.rank},
         limits={"max_width": max(768, args.size), "max_height": max(768, args.size)},
+        mixed_batching={"enabled": True, "max_batch_size": 4},
     )
-    source = BenchSource(folders)
+    source = FolderAdapterSource()
+    for name, folder in folders.items():
+        source.add(name, folder)
     engine = ServingEngine(config, source, pipeline=pipe)
-    runner = MixedBatchRunner(engine, MixedBatchingConfig(max_batch_size=4))
     jobs = [
         GenerationJob(
             prompt=PROMPTS[i],
@@ -226,14 +206,14 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, Any, list[Any]]
         )
         for i, name in enumerate(names)
     ]
-    return engine, runner, jobs
+    return engine, jobs
 
 
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
-def measure(engine: Any, runner: Any, jobs: list[Any], rounds: int) -> tuple[float, float, int]:
+def measure(engine: Any, jobs: list[Any], rounds: int) -> tuple[float, float, int]:
     """Median seconds per round of sequential and mixed, and the largest pixel difference."""
     sequential_s: list[float] = []
     mixed_s: list[float] = []
@@ -242,7 +222,7 @@ def measure(engine: Any, runner: Any, jobs: list[Any], rounds: int) -> tuple[flo
         start = time.perf_counter()
         alone = [engine.generate(job) for job in jobs]
         middle = time.perf_counter()
-        mixed = runner.run(jobs)
+        mixed = engine.generate_batch(jobs)
         end = time.perf_counter()
         for one, other in zip(alone, mixed, strict=True):
             if one.error or other.error:
@@ -272,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tf-mixed-bench-") as tmp:
-        engine, runner, jobs = build(args, Path(tmp))
+        engine, jobs = build(args, Path(tmp))
         model = "sd15-random" if args.sd15 else "tiny"
         print(
             f"model={model} device={engine.device} size={args.size} steps={args.steps} "
             f"requests=4 adapters=4 rank={args.rank} setup_s={time.perf_counter() - began:.1f}"
         )
-        sequential, mixed, worst = measure(engine, runner, jobs, args.rounds)
+        sequential, mixed, worst = measure(engine, jobs, args.rounds)
     print(
         f"sequential_s={sequential:.3f} mixed_s={mixed:.3f} "
         f"sequential_img_per_s={4 / sequential:.2f} mixed_img_per_s={4 / mixed:.2f} "

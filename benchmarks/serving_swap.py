@@ -33,7 +33,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
@@ -41,26 +40,56 @@ NUM_ADAPTERS = 10
 BEGAN = time.perf_counter()
 
 
+def write_lora(model_dir: Path, unet: torch.nn.Module, folder: Path, seed: int, rank: int) -> Path:
+    """A LoRA adapter folder on the UNet's attention projections with seeded random weights."""
+    from safetensors.torch import save_file
+
+    from tuneforge.adapter import base_model_fingerprint
+    from tuneforge.contract import (
+        ADAPTER_MANIFEST,
+        DEFAULT_LORA_TARGETS,
+        LORA_WEIGHTS,
+        AdapterManifest,
+        LoraSection,
+    )
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    for path, module in unet.named_modules():
+        if isinstance(module, torch.nn.Linear) and path.endswith(DEFAULT_LORA_TARGETS):
+            down = torch.randn(rank, module.in_features, generator=generator) * 0.2
+            up = torch.randn(module.out_features, rank, generator=generator) * 0.2
+            tensors[f"unet.{path}.lora_A.weight"] = down
+            tensors[f"unet.{path}.lora_B.weight"] = up
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / LORA_WEIGHTS))
+    manifest = AdapterManifest(
+        method="lora",
+        base_model=str(model_dir),
+        base_model_fingerprint=base_model_fingerprint(model_dir),
+        files=[LORA_WEIGHTS],
+        lora=LoraSection(rank=rank, alpha=rank, target_modules=list(DEFAULT_LORA_TARGETS)),
+    )
+    (folder / ADAPTER_MANIFEST).write_text(manifest.model_dump_json())
+    return folder
+
+
 def make_adapters(model_dir: Path, root: Path) -> list[Path]:
     """Ten seeded random LoRA folders (ranks 2, 4, 8) for the tiny model."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import UNet2DConditionModel
 
-    from tests.fixtures.serving import make_lora_adapter
-
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None)
+    unet = UNet2DConditionModel.from_pretrained(str(model_dir), subfolder="unet")
     return [
-        make_lora_adapter(
-            model_dir, root / f"lora{i}", seed=i, rank=(2, 4, 8)[i % 3], pipeline=pipe
-        )
+        write_lora(model_dir, unet, root / f"lora{i}", seed=i, rank=(2, 4, 8)[i % 3])
         for i in range(NUM_ADAPTERS)
     ]
 
 
 def tuneforge_switch_s(model_dir: Path, folders: list[Path], switches: int, cache: Path) -> float:
     """Median seconds per ServingEngine.switch, LRU 3 over ten adapters (all host-staged)."""
-    from tests.fixtures.serving import FolderAdapterSource
     from tuneforge_serving.config import ServingConfig
     from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.folder_source import FolderAdapterSource
 
     source = FolderAdapterSource()
     for index, folder in enumerate(folders):

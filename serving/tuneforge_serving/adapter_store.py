@@ -4,8 +4,9 @@ Layers, slowest first: the registry's S3 artifacts -> the on-disk cache
 (`cache_dir/adapters/<name>/<version>`, written by the registry's `fetch`, reused across
 restarts) -> parsed tensors in host
 memory (`host_cache_size` adapters) -> the pipeline slots (engine). Every artifact is
-checked here: safetensors only, made for this base model (fingerprint), within the
-hot-swap contract. Errors are ServingErrors with their HTTP status.
+checked here: safetensors only, made for this base model (fingerprint), its tensors as
+its manifest describes them (`manifest_check`). Errors are ServingErrors with their HTTP
+status.
 """
 
 from __future__ import annotations
@@ -15,62 +16,44 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from safetensors import safe_open
 
-from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest
+from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest, AdapterRef
 from tuneforge_serving.embedding_slots import StagedEmbeddings
 from tuneforge_serving.errors import AdapterRejected, LimitExceeded, Unavailable
+from tuneforge_serving.jobs import pinned_ref
 from tuneforge_serving.lora_format import StagedLora, read_lora_file
+from tuneforge_serving.manifest_check import check_embeddings, check_lora
+
+if TYPE_CHECKING:
+    from tuneforge.registry import FetchedAdapter, ResolvedAdapter
 
 log = logging.getLogger(__name__)
-
-
-class ResolvedLike(Protocol):
-    """What the registry's `resolve` returns (tuneforge.registry.ResolvedAdapter)."""
-
-    name: str
-    version: int
-
-
-class FetchedLike(Protocol):
-    """What the registry's `fetch` returns (tuneforge.registry.FetchedAdapter)."""
-
-    path: Path
-    manifest: AdapterManifest
 
 
 class AdapterSource(Protocol):
     """The registry interface serving uses (tuneforge.registry.AdapterRegistry)."""
 
-    def resolve(self, reference: str) -> Any: ...
+    def resolve(self, reference: str) -> ResolvedAdapter: ...
 
-    def fetch(self, resolved: Any, cache_dir: Path) -> Any: ...
-
-
-@dataclass(frozen=True, order=True)
-class AdapterKey:
-    """One adapter version."""
-
-    name: str
-    version: int
-
-    def __str__(self) -> str:
-        return f"{self.name}/{self.version}"
+    def fetch(self, resolved: ResolvedAdapter, cache_dir: Path) -> FetchedAdapter: ...
 
 
 @dataclass
 class StagedAdapter:
     """An adapter parsed into host memory, ready to be copied into a slot."""
 
-    key: AdapterKey
+    key: AdapterRef
+    """The exact version (`name/3`)."""
     manifest: AdapterManifest
     lora: StagedLora | None
     embeddings: StagedEmbeddings | None
 
     @property
     def nbytes(self) -> int:
+        """Host memory the tensors take."""
         return (self.lora.nbytes if self.lora else 0) + (
             self.embeddings.nbytes if self.embeddings else 0
         )
@@ -124,9 +107,9 @@ def read_embeddings(path: Path, name: str) -> StagedEmbeddings:
 
 
 def load_staged(
-    key: AdapterKey, folder: Path, manifest: AdapterManifest, fingerprint: str
+    key: AdapterRef, folder: Path, manifest: AdapterManifest, fingerprint: str
 ) -> StagedAdapter:
-    """Parse a fetched adapter folder after checking base model and file types."""
+    """Parse a fetched adapter folder after checking base model, file types and manifest."""
     name = str(key)
     if manifest.base_model_fingerprint and manifest.base_model_fingerprint != fingerprint:
         raise AdapterRejected(
@@ -138,21 +121,34 @@ def load_staged(
         raise AdapterRejected(
             f"adapter {name}: refusing non-safetensors artifact(s) {unsafe}; export safetensors"
         )
-    lora_path, ti_path = folder / LORA_WEIGHTS, folder / TI_EMBEDDINGS
-    lora = read_lora_file(lora_path, manifest.alpha, name) if lora_path.is_file() else None
-    embeddings = read_embeddings(ti_path, name) if ti_path.is_file() else None
-    if lora is None and embeddings is None and manifest.method == "dreambooth":
+    if manifest.full_model:
         raise AdapterRejected(
             f"adapter {name} is a full DreamBooth fine-tune (it replaces the UNet), not an "
             "adapter: serve its exported folder as a base model, or train it with "
             "dreambooth.exportLora: true to get a LoRA this server can hot-swap"
         )
-    if lora is None and embeddings is None:
+    if manifest.lora is None and manifest.embeddings is None:
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         raise AdapterRejected(
-            f"adapter {name}: neither {LORA_WEIGHTS} nor {TI_EMBEDDINGS} found (files: {found})"
+            f"adapter {name}: its manifest lists neither {LORA_WEIGHTS} nor {TI_EMBEDDINGS} "
+            f"(files: {found})"
         )
+    lora = embeddings = None
+    if manifest.lora is not None:
+        lora = read_lora_file(_listed(folder, LORA_WEIGHTS, name), manifest.lora.alpha, name)
+        check_lora(lora, manifest.lora, name)
+    if manifest.embeddings is not None:
+        embeddings = read_embeddings(_listed(folder, TI_EMBEDDINGS, name), name)
+        check_embeddings(embeddings, manifest.embeddings, name)
     return StagedAdapter(key=key, manifest=manifest, lora=lora, embeddings=embeddings)
+
+
+def _listed(folder: Path, file_name: str, name: str) -> Path:
+    """`folder/file_name`, which the manifest lists; AdapterRejected when it is missing."""
+    path = folder / file_name
+    if not path.is_file():
+        raise AdapterRejected(f"adapter {name}: {file_name} is in its manifest but not fetched")
+    return path
 
 
 class AdapterStore:
@@ -165,13 +161,13 @@ class AdapterStore:
         self.cache_dir = cache_dir
         self.capacity = capacity
         self.fingerprint = fingerprint
-        self._staged: OrderedDict[AdapterKey, StagedAdapter] = OrderedDict()
+        self._staged: OrderedDict[AdapterRef, StagedAdapter] = OrderedDict()
         self._lock = threading.Lock()
-        self._key_locks: dict[AdapterKey, threading.Lock] = {}
+        self._key_locks: dict[AdapterRef, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
-    def _fetch(self, key: AdapterKey, resolved: Any) -> tuple[Path, AdapterManifest]:
+    def _fetch(self, key: AdapterRef, resolved: Any) -> tuple[Path, AdapterManifest]:
         """The adapter's folder in the disk cache (the registry downloads it once)."""
         from tuneforge.errors import TuneForgeError, UnsafeArtifactError
 
@@ -185,7 +181,7 @@ class AdapterStore:
 
     def get(self, resolved: Any) -> StagedAdapter:
         """The staged adapter for a resolved registry entry (fetching and parsing on a miss)."""
-        key = AdapterKey(resolved.name, int(resolved.version))
+        key = pinned_ref(resolved)
         with self._lock:
             staged = self._staged.get(key)
             if staged is not None:
@@ -209,12 +205,3 @@ class AdapterStore:
                     evicted, _ = self._staged.popitem(last=False)
                     log.info("Evicted adapter from host memory", extra={"adapter": str(evicted)})
             return staged
-
-    def staged_keys(self) -> list[AdapterKey]:
-        """Adapters in host memory, least recently used first."""
-        with self._lock:
-            return list(self._staged)
-
-    def host_bytes(self) -> int:
-        with self._lock:
-            return sum(s.nbytes for s in self._staged.values())

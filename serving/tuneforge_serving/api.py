@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from tuneforge.contract import AdapterRef
 from tuneforge_serving.backends import ModelBackend
 from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.errors import LimitExceeded, Overloaded, ServingError, Unavailable
@@ -161,8 +162,9 @@ class ApiService:
         entries = await asyncio.to_thread(self.registry.list_adapters)
         attached = await self.backend(model).attached()
         loaded: dict[str, list[int]] = {}
-        for name, version in attached:
-            loaded.setdefault(name, []).append(version)
+        for ref in attached:
+            if ref.version is not None:
+                loaded.setdefault(ref.name, []).append(ref.version)
         summaries = []
         for entry in entries:
             name = entry if isinstance(entry, str) else entry.name
@@ -185,7 +187,10 @@ class ApiService:
         """Stage and attach an adapter ahead of traffic."""
         if version is not None and alias is not None:
             raise LimitExceeded("give either version or alias, not both")
-        reference = f"{name}/{version}" if version else f"{name}@{alias}" if alias else name
+        try:
+            reference = AdapterRef(name, version, alias)
+        except ValueError as error:
+            raise LimitExceeded(str(error)) from error
         resolved = await self.resolver.resolve(reference)
         timings = await self.backend(model).prewarm(resolved)
         return LoadResponse(
@@ -260,7 +265,7 @@ def create_api(service: ApiService) -> FastAPI:
             payload, images = await service.generate(body)
         service.metrics.requests.labels("generate", "200").inc()
         if wants_png:
-            used = ",".join(f"{a.name}/{a.version}" for a in payload.adapters)
+            used = ",".join(str(AdapterRef(a.name, a.version)) for a in payload.adapters)
             headers = {"X-Seed": str(payload.seed), "X-Adapters": used}
             return Response(images[0], media_type="image/png", headers=headers)
         return JSONResponse(payload.model_dump(by_alias=True))

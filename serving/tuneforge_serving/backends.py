@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tuneforge.contract import AdapterRef
 from tuneforge_serving.errors import ServingError, TimedOut, Unavailable
-from tuneforge_serving.jobs import GenerationJob, GenerationOutput
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput, pinned_ref
 
 if TYPE_CHECKING:
     from tuneforge_serving.engine import ServingEngine
@@ -23,7 +24,7 @@ class ModelBackend(Protocol):
 
     async def prewarm(self, resolved: Any) -> dict[str, float]: ...
 
-    async def attached(self) -> list[tuple[str, int]]: ...
+    async def attached(self) -> list[AdapterRef]: ...
 
     async def ready(self) -> bool: ...
 
@@ -43,8 +44,8 @@ class LocalBackend:
     async def prewarm(self, resolved: Any) -> dict[str, float]:
         return await asyncio.to_thread(self.engine.prewarm, resolved)
 
-    async def attached(self) -> list[tuple[str, int]]:
-        return [(key.name, key.version) for key in self.engine.attached()]
+    async def attached(self) -> list[AdapterRef]:
+        return self.engine.attached()
 
     async def ready(self) -> bool:
         return True
@@ -86,17 +87,16 @@ class ServeBackend:
         return output
 
     async def prewarm(self, resolved: Any) -> dict[str, float]:
-        model_id = f"{resolved.name}/{int(resolved.version)}"
         result: dict[str, Any] = await self._call(
-            "prewarm", resolved, timeout_s=600, model_id=model_id
+            "prewarm", resolved, timeout_s=600, model_id=str(pinned_ref(resolved))
         )
         if result.get("error") is not None:
             raise result["error"].to_exception()
         timings: dict[str, float] = result["timings"]
         return timings
 
-    async def attached(self) -> list[tuple[str, int]]:
-        result: list[tuple[str, int]] = await self._call("attached", timeout_s=30)
+    async def attached(self) -> list[AdapterRef]:
+        result: list[AdapterRef] = await self._call("attached", timeout_s=30)
         return result
 
     async def ready(self) -> bool:

@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from tuneforge.contract import DEFAULT_LORA_TARGETS
 from tuneforge_serving.mixed.config import MixedBatchingConfig
 
-DEFAULT_UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 DEFAULT_TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -48,7 +48,7 @@ class HotswapConfig(_Model):
 
     max_lora_rank: int = Field(default=16, ge=1)
     """Slot rank: LoRA adapters of rank <= this are zero-padded into a slot."""
-    unet_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_UNET_TARGETS))
+    unet_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     """UNet module names (suffixes) that carry LoRA slots; adapters may target a subset."""
     text_encoder_target_modules: list[str] = Field(
         default_factory=lambda: list(DEFAULT_TEXT_ENCODER_TARGETS)
@@ -82,7 +82,8 @@ class AutoscalingConfig(_Model):
 
 
 class BatchConfig(_Model):
-    """`@serve.batch` settings: requests with the same adapter set and shape run together."""
+    """Batching while mixed batching is off: requests with the same adapters, weights and
+    shape run together, one pipeline call per batch."""
 
     max_batch_size: int = Field(default=4, ge=1)
     batch_wait_timeout_s: float = Field(default=0.0, ge=0)

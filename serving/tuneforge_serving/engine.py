@@ -3,25 +3,27 @@
 `ServingEngine` is a plain class (the Ray Serve deployment is a thin wrapper around it),
 so its behaviour is tested in-process. Thread-safe: staging runs concurrently, while
 attaching adapters to slots and running the pipeline hold one lock.
+
+Generation has one path, `run_requests`: stage each request's adapters, plan the batch
+into pipeline calls, and per call attach the adapters, rewrite the prompts, check them,
+run the pipeline, encode the images and count. A call whose requests share one adapter
+choice activates that choice on the slots; with mixed batching on (`SampleMixing`), a
+call may hold different choices, each sample routed to its own.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-
 from tuneforge.adapter import base_model_fingerprint
+from tuneforge.contract import AdapterRef
 from tuneforge_serving.adapter_store import (
-    AdapterKey,
     AdapterSource,
     AdapterStore,
     StagedAdapter,
@@ -37,21 +39,21 @@ from tuneforge_serving.base_model import (
 )
 from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.embedding_slots import EmbeddingSlotBank
-from tuneforge_serving.errors import LimitExceeded, ServingError
+from tuneforge_serving.errors import ErrorInfo, LimitExceeded, ServingError
+from tuneforge_serving.generation import (
+    LoraChoice,
+    PlannedCall,
+    StagedRequest,
+    call_pipeline,
+    png_bytes,
+    to_uint8,
+)
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.lora_slots import LoraSlotBank
+from tuneforge_serving.mixed.metrics import MixedBatchMetrics
+from tuneforge_serving.mixed.mixing import SampleMixing
 
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "EngineStats",
-    "GenerationJob",
-    "GenerationOutput",
-    "ServingEngine",
-    "call_pipeline",
-    "png_bytes",
-    "to_uint8",
-]
 
 
 @dataclass
@@ -65,46 +67,6 @@ class EngineStats:
     slot_evictions: int = 0
     swap_seconds: float = 0.0
     inference_seconds: float = 0.0
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float images in [0, 1] as 8-bit pixels (round half to even)."""
-    return (images * 255).round().clip(0, 255).astype(np.uint8)
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """PNG encoding of 8-bit pixels."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def call_pipeline(pipeline: Any, samples: list[tuple[GenerationJob, str, str]]) -> np.ndarray:
-    """One pipeline call for (job, prompt, negative prompt) samples; float images in [0, 1].
-
-    Images come in sample order, `num_images` per job, image i of a job seeded `seed + i`.
-    The jobs share one shape key: steps, guidance scale and size come from the first.
-    """
-    prompts: list[str] = []
-    negatives: list[str] = []
-    generators: list[torch.Generator] = []
-    for job, prompt, negative in samples:
-        for image in range(job.num_images):
-            prompts.append(prompt)
-            negatives.append(negative)
-            generators.append(torch.Generator("cpu").manual_seed(job.seed + image))
-    first = samples[0][0]
-    result = pipeline(
-        prompt=prompts,
-        negative_prompt=negatives,
-        num_inference_steps=first.steps,
-        guidance_scale=first.guidance_scale,
-        width=first.width,
-        height=first.height,
-        generator=generators,
-        output_type="np",
-    )
-    return np.asarray(result.images)
 
 
 class ServingEngine:
@@ -139,9 +101,16 @@ class ServingEngine:
         self.store = AdapterStore(
             source, config.cache_dir, config.host_cache_size, self.fingerprint
         )
-        self._attached: OrderedDict[AdapterKey, int] = OrderedDict()
+        mixed = config.mixed_batching
+        self.mixing = (
+            SampleMixing(self.lora_slots, mixed, MixedBatchMetrics(config.metrics_prefix))
+            if mixed.enabled
+            else None
+        )
+        """Per-sample adapter routing when `mixedBatching.enabled`; None: one choice per call."""
+        self._attached: OrderedDict[AdapterRef, int] = OrderedDict()
         self._free = list(range(slots - 1, -1, -1))
-        self._checked: set[AdapterKey] = set()
+        self._checked: set[AdapterRef] = set()
         self._lock = threading.Lock()
         self.stats = EngineStats()
 
@@ -158,16 +127,8 @@ class ServingEngine:
             self._checked.add(staged.key)
         return staged
 
-    # Public seam for batch formers (issue 8: mixed-adapter batches). Hold `slot_lock`
-    # around `attach` and the pipeline call that uses the returned slots.
-
-    @property
-    def slot_lock(self) -> threading.Lock:
-        """Held while slots change and while the pipeline runs."""
-        return self._lock
-
-    def attach(self, adapters: list[StagedAdapter]) -> list[int]:
-        """Slot indices holding `adapters`, copying in missing ones (hold `slot_lock`)."""
+    def _attach(self, adapters: list[StagedAdapter]) -> list[int]:
+        """Slot indices holding `adapters`, copying in missing ones (hold the lock)."""
         wanted = {a.key for a in adapters}
         indices: list[int] = []
         for staged in adapters:
@@ -196,7 +157,7 @@ class ServingEngine:
             indices.append(index)
         return indices
 
-    def attached(self) -> list[AdapterKey]:
+    def attached(self) -> list[AdapterRef]:
         """Adapters in pipeline slots, least recently used first."""
         with self._lock:
             return list(self._attached)
@@ -207,19 +168,19 @@ class ServingEngine:
         staged = self.stage(resolved)
         staged_at = time.perf_counter()
         with self._lock:
-            self.attach([staged])
+            self._attach([staged])
         done = time.perf_counter()
         return {"stage_ms": (staged_at - start) * 1e3, "swap_ms": (done - staged_at) * 1e3}
 
     def switch(self, adapters: list[tuple[Any, float]]) -> float:
         """Make exactly `adapters` active (staging, attaching as needed); seconds the swap took.
 
-        `generate` does this itself; it is public for prewarming a set and for benchmarks.
+        Generation does this itself; it is public for prewarming a set and for benchmarks.
         """
         staged = [self.stage(resolved) for resolved, _ in adapters]
         with self._lock:
             start = time.perf_counter()
-            indices = self.attach(staged)
+            indices = self._attach(staged)
             self.lora_slots.activate(list(zip(indices, [w for _, w in adapters], strict=True)))
             return time.perf_counter() - start
 
@@ -236,59 +197,122 @@ class ServingEngine:
             )
 
     def generate(self, job: GenerationJob) -> GenerationOutput:
-        """Run one job (see `generate_group`)."""
-        return self.generate_group([job])[0]
+        """Run one job (see `run_requests`)."""
+        return self.generate_batch([job])[0]
 
-    def generate_group(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
-        """Run jobs that share one shape key in one pipeline call; errors come back per job."""
-        if len({job.shape_key() for job in jobs}) != 1:
-            raise ValueError("generate_group needs jobs with one shape key; group them first")
+    def generate_batch(self, jobs: list[GenerationJob]) -> list[GenerationOutput]:
+        """One output per job, in order (see `run_requests`)."""
+        return [request.output for request in self.run_requests(jobs)]
+
+    def run_requests(self, jobs: list[GenerationJob]) -> list[StagedRequest]:
+        """Run jobs of one shape key in as few pipeline calls as their adapters allow.
+
+        Errors come back per job as data, never raised; each request keeps its float images.
+        """
+        if len({job.shape_key() for job in jobs}) > 1:
+            raise ValueError("a batch needs jobs with one shape key; group them first")
         start = time.perf_counter()
-        try:
-            staged = [self.stage(resolved) for resolved, _ in jobs[0].adapters]
-            check_token_clash(staged)
-        except ServingError as error:
-            return [GenerationOutput(error=error.info()) for _ in jobs]
-        staged_at = time.perf_counter()
-        outputs = [GenerationOutput() for _ in jobs]
+        requests: list[StagedRequest] = []
+        for job in jobs:
+            request = StagedRequest(job)
+            try:
+                request.staged = [self.stage(resolved) for resolved, _ in job.adapters]
+                check_token_clash(request.staged)
+            except ServingError as error:
+                request.output.error = error.info()
+            requests.append(request)
+        stage_ms = (time.perf_counter() - start) * 1e3
+        ready = [request for request in requests if request.output.error is None]
+        for call in self._plan(ready):
+            try:
+                self._run_call(call, stage_ms)
+            except Exception as error:  # noqa: BLE001, PERF203 - answer every caller, never hang
+                log.exception("Generation failed", extra={"requests": len(call.requests)})
+                failure = ErrorInfo(status=500, detail=f"generation failed: {error}", kind="Error")
+                for request in call.requests:
+                    request.output = GenerationOutput(error=failure)
+        return requests
+
+    def _plan(self, requests: list[StagedRequest]) -> list[PlannedCall]:
+        """Mixed batching's plan, or one call per shared adapter choice."""
+        if self.mixing is not None:
+            return self.mixing.plan(requests)
+        groups: dict[Any, list[StagedRequest]] = defaultdict(list)
+        for request in requests:
+            groups[request.job.choice_key()].append(request)
+        return [PlannedCall(group) for group in groups.values()]
+
+    def _run_call(self, call: PlannedCall, stage_ms: float) -> None:
+        """Attach, rewrite and check prompts, run one pipeline call, split its images back."""
+        union: dict[AdapterRef, StagedAdapter] = {}
+        for request in call.requests:
+            for staged in request.staged:
+                union.setdefault(staged.key, staged)
+        waited = time.perf_counter()
         with self._lock:
-            locked_at = time.perf_counter()
-            indices = self.attach(staged)
-            weights = [weight for _, weight in jobs[0].adapters]
-            self.lora_slots.activate(list(zip(indices, weights, strict=True)))
-            swapped_at = time.perf_counter()
-            runnable: list[int] = []
+            locked = time.perf_counter()
+            slots = dict(zip(union, self._attach(list(union.values())), strict=True))
+            runnable: list[StagedRequest] = []
             samples: list[tuple[GenerationJob, str, str]] = []
-            for position, job in enumerate(jobs):
-                prompt = self.embedding_slots.rewrite(job.prompt, indices)
-                negative = self.embedding_slots.rewrite(job.negative_prompt or "", indices)
+            choices: list[LoraChoice] = []
+            for request in call.requests:
+                indices = [slots[staged.key] for staged in request.staged]
+                prompt = self.embedding_slots.rewrite(request.job.prompt, indices)
+                negative = self.embedding_slots.rewrite(request.job.negative_prompt or "", indices)
                 try:
                     self.check_prompt(prompt)
                     self.check_prompt(negative)
                 except ServingError as error:
-                    outputs[position].error = error.info()
+                    request.output.error = error.info()
                     continue
-                runnable.append(position)
-                samples.append((job, prompt, negative))
-            arrays = list(to_uint8(call_pipeline(self.pipeline, samples))) if samples else []
+                runnable.append(request)
+                samples.append((request.job, prompt, negative))
+                choices.append(request.lora_choice(slots))
+            if not runnable:
+                return
+            with self._activate(choices, [request.job.num_images for request in runnable]):
+                swapped = time.perf_counter()
+                arrays = call_pipeline(self.pipeline, samples)
             finished = time.perf_counter()
-        swap_s, infer_s = swapped_at - locked_at, finished - swapped_at
-        self.stats.swap_seconds += swap_s
-        self.stats.inference_seconds += infer_s
-        self.stats.requests += len(runnable)
-        info = [adapter_info(s, w) for s, (_, w) in zip(staged, jobs[0].adapters, strict=True)]
+        if call.mixed and self.mixing is not None:
+            self.mixing.observe_call(len(arrays), len(union))
+        timings = {
+            "stage_ms": stage_ms,
+            "queue_ms": (locked - waited) * 1e3,
+            "swap_ms": (swapped - locked) * 1e3,
+            "inference_ms": (finished - swapped) * 1e3,
+        }
+        self._finish(runnable, arrays, timings)
+        self.stats.swap_seconds += swapped - locked
+        self.stats.inference_seconds += finished - swapped
+
+    def _activate(
+        self, choices: list[LoraChoice], image_counts: list[int]
+    ) -> AbstractContextManager[None]:
+        """Put the call's LoRA choices in place: one shared choice on the slots themselves,
+        several through mixed batching's per-sample routing (hold the lock)."""
+        if len({tuple(sorted(choice)) for choice in choices}) == 1:
+            self.lora_slots.activate(list(choices[0]))
+            return nullcontext()
+        if self.mixing is None:
+            raise ValueError("requests with different adapters in one call need mixed batching")
+        return self.mixing.routed(choices, image_counts)
+
+    def _finish(
+        self, requests: list[StagedRequest], arrays: Any, timings: dict[str, float]
+    ) -> None:
+        """Give each request its images (float and PNG), adapters and timings; count them."""
         cursor = 0
-        for position in runnable:
-            job, output = jobs[position], outputs[position]
-            output.images = [png_bytes(a) for a in arrays[cursor : cursor + job.num_images]]
+        for request in requests:
+            job, output = request.job, request.output
+            request.images = list(arrays[cursor : cursor + job.num_images])
             cursor += job.num_images
-            self.stats.images += job.num_images
+            output.images = [png_bytes(to_uint8(image)) for image in request.images]
             output.seed = job.seed
-            output.adapters = info
-            output.timings = {
-                "stage_ms": (staged_at - start) * 1e3,
-                "queue_ms": (locked_at - staged_at) * 1e3,
-                "swap_ms": swap_s * 1e3,
-                "inference_ms": infer_s * 1e3,
-            }
-        return outputs
+            output.adapters = [
+                adapter_info(staged, weight)
+                for staged, (_, weight) in zip(request.staged, job.adapters, strict=True)
+            ]
+            output.timings = dict(timings)
+            self.stats.requests += 1
+            self.stats.images += job.num_images

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneforge.contract import AdapterRef
 from tuneforge_serving.errors import ErrorInfo
+
+
+def pinned_ref(resolved: Any) -> AdapterRef:
+    """The exact version a registry `ResolvedAdapter` (or anything with name and version) names."""
+    return AdapterRef.of(resolved.name, resolved.version)
 
 
 @dataclass
@@ -23,15 +29,33 @@ class GenerationJob:
     seed: int = 0
     num_images: int = 1
 
+    def adapter_refs(self) -> list[AdapterRef]:
+        """The adapters' exact versions, in request order."""
+        return [pinned_ref(resolved) for resolved, _ in self.adapters]
+
     def adapter_set_id(self) -> str:
         """The multiplexing key: the sorted adapter versions (weights do not matter)."""
-        keys = sorted(f"{r.name}/{int(r.version)}" for r, _ in self.adapters)
+        keys = sorted(str(ref) for ref in self.adapter_refs())
         return ",".join(keys) if keys else "base"
 
     def shape_key(self) -> tuple[Any, ...]:
-        """Jobs with equal shape keys can share one pipeline call."""
-        weights = tuple(sorted((f"{r.name}/{int(r.version)}", w) for r, w in self.adapters))
-        return (weights, self.steps, self.guidance_scale, self.width, self.height)
+        """What jobs must share to run in one pipeline call, whatever their adapters.
+
+        Size, steps and guidance scale shape the whole call; prompts, seeds, image counts
+        and adapters are per sample (the batch key of mixed-adapter batching).
+        """
+        return (int(self.width), int(self.height), int(self.steps), float(self.guidance_scale))
+
+    def choice_key(self) -> tuple[Any, ...]:
+        """The shape plus the adapter choice (versions and weights): the batch key when
+        every call runs one shared choice (mixed batching off)."""
+        choice = tuple(
+            sorted(
+                (str(ref), float(w))
+                for ref, (_, w) in zip(self.adapter_refs(), self.adapters, strict=True)
+            )
+        )
+        return (*self.shape_key(), choice)
 
 
 @dataclass

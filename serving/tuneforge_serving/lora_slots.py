@@ -9,14 +9,14 @@ failure modes of repeated load/delete: diffusers #8532, peft #1639). This is the
 semantics of diffusers' `enable_lora_hotswap(target_rank=...)` + `hotswap=True`, done
 directly on the tensors.
 
-A future mixed-adapter batch former (issue 8) can reuse the slots as they are: each
-sample names its slot(s) through peft's per-sample `adapter_names` path.
+Mixed-adapter batches (`tuneforge_serving.mixed`) use the same slots: each sample names
+its slot(s) through peft's per-sample `adapter_names` path.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -159,12 +159,11 @@ class LoraSlotBank:
         self._written[index] = set()
         self._scales[index] = {}
 
-    def activate(self, slots: Sequence[tuple[int, float]], *, keep_wrappers: bool = False) -> None:
+    def activate(self, slots: Sequence[tuple[int, float]]) -> None:
         """Make exactly `slots` (index, weight) active on every layer that they cover.
 
         A layer no active slot covers is bypassed: its parent points at the plain base
         Linear again, so the base model runs exactly as without slots (no peft overhead).
-        `keep_wrappers` mounts every peft layer regardless (for per-sample `adapter_names`).
         """
         for key, layer in self.layers.items():
             active: list[str] = []
@@ -177,12 +176,8 @@ class LoraSlotBank:
                 active.append(name)
             layer._active_adapter = active
             parent, attribute = self._mounts[key]
-            setattr(parent, attribute, layer if active or keep_wrappers else layer.base_layer)
+            setattr(parent, attribute, layer if active else layer.base_layer)
 
     def scale(self, index: int, key: tuple[str, str]) -> float | None:
         """alpha / r of the adapter in slot `index` on layer `key`; None where it has none."""
         return self._scales[index].get(key)
-
-    def slot_names(self, indices: Iterable[int]) -> list[str]:
-        """peft adapter names for slot indices (for per-sample `adapter_names`)."""
-        return [slot_name(index) for index in indices]

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from tuneforge.contract import AdapterRef
 from tuneforge.errors import AdapterNotFoundError, UnsafeArtifactError
 from tuneforge_serving.errors import AdapterRejected, AdapterUnknown, Unavailable
 
@@ -21,30 +22,29 @@ class AdapterResolver:
     def __init__(self, registry: Any, ttl_s: float) -> None:
         self.registry = registry
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Any]] = {}
+        self._cache: dict[AdapterRef, tuple[float, Any]] = {}
 
-    def resolve_now(self, reference: str) -> Any:
+    def resolve_now(self, reference: AdapterRef) -> Any:
         """Blocking resolve; AdapterUnknown (404) naming the reference when it does not exist."""
         now = time.monotonic()
         cached = self._cache.get(reference)
-        pinned = "/" in reference
-        if cached is not None and (pinned or now - cached[0] < self.ttl_s):
+        if cached is not None and (reference.pinned or now - cached[0] < self.ttl_s):
             return cached[1]
         try:
-            resolved = self.registry.resolve(reference)
+            resolved = self.registry.resolve(str(reference))
         except AdapterNotFoundError as error:
-            raise AdapterUnknown(f"adapter {reference!r} not found: {error}") from error
+            raise AdapterUnknown(f"adapter '{reference}' not found: {error}") from error
         except UnsafeArtifactError as error:
-            raise AdapterRejected(f"adapter {reference!r}: {error}") from error
-        except ValueError as error:  # a malformed reference
-            raise AdapterUnknown(f"adapter {reference!r}: {error}") from error
+            raise AdapterRejected(f"adapter '{reference}': {error}") from error
+        except ValueError as error:  # a reference the registry cannot read
+            raise AdapterUnknown(f"adapter '{reference}': {error}") from error
         except Exception as error:  # noqa: BLE001 - registry down: 503, not 500
             raise Unavailable(
-                f"adapter registry unavailable while resolving {reference!r}: {error}"
+                f"adapter registry unavailable while resolving '{reference}': {error}"
             ) from error
         self._cache[reference] = (now, resolved)
         return resolved
 
-    async def resolve(self, reference: str) -> Any:
+    async def resolve(self, reference: AdapterRef) -> Any:
         """`resolve_now` in a worker thread."""
         return await asyncio.to_thread(self.resolve_now, reference)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from tuneforge.contract import AdapterRef
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
 
-class AdapterRef(_Wire):
+class RequestedAdapter(_Wire):
     """One adapter in a request: `name` plus at most one of `version` / `alias`."""
 
     name: str = Field(min_length=1, max_length=256)
@@ -21,18 +23,15 @@ class AdapterRef(_Wire):
     """LoRA scale for this request (textual inversion ignores it)."""
 
     @model_validator(mode="after")
-    def _one_selector(self) -> AdapterRef:
+    def _one_selector(self) -> RequestedAdapter:
         if self.version is not None and self.alias is not None:
             raise ValueError(f"adapter {self.name!r}: give either version or alias, not both")
+        self.reference()  # refuses what no registry reference can name
         return self
 
-    def reference(self) -> str:
+    def reference(self) -> AdapterRef:
         """The registry reference: `name/3`, `name@alias` or `name`."""
-        if self.version is not None:
-            return f"{self.name}/{self.version}"
-        if self.alias is not None:
-            return f"{self.name}@{self.alias}"
-        return self.name
+        return AdapterRef(self.name, self.version, self.alias)
 
 
 class GenerateRequest(_Wire):
@@ -40,7 +39,7 @@ class GenerateRequest(_Wire):
 
     prompt: str = Field(min_length=1, max_length=4096)
     negative_prompt: str | None = Field(default=None, max_length=4096)
-    adapters: list[AdapterRef] = Field(default_factory=list)
+    adapters: list[RequestedAdapter] = Field(default_factory=list)
     steps: int = Field(default=25, ge=1)
     guidance_scale: float = Field(default=7.5, ge=0.0, le=30.0)
     width: int = Field(default=512, ge=8)

@@ -1,14 +1,15 @@
-"""Mixed-adapter batching (issue 8): requests with different adapters share one UNet batch.
+"""Mixed-adapter batching: requests with different adapters share one pipeline call.
 
-- `MixedBatchFormer` (asyncio): gathers concurrent requests of one shape, whatever their
-  adapters, up to a batch size and a wait time, and resolves each caller's future;
-- `MixedBatchRunner`: runs such a batch on a `ServingEngine` as one pipeline call, each
-  sample with its own LoRA set (peft's per-sample `adapter_names`) and TI tokens;
-- `MixedBatching`: the two wired to one engine (what the deployment holds);
-- `MixedBatchMetrics`: Prometheus metrics; `MixedBatchingConfig`: the settings.
+- `SampleMixing`: plans a batch into calls and routes each sample of a call to its own
+  LoRA set (peft's per-sample `adapter_names`); the engine holds one when
+  `mixedBatching.enabled`, and its one generation path uses it;
+- `SampleRouter` (`routing`), `AdapterMixer` (`mixes`): the per-sample mechanics;
+- `MixedBatchMetrics`: Prometheus metrics; `MixedBatchingConfig`: the settings;
+- `Fallback`, `split_for_slots` (`plan`): pure planning.
 
+The batch former itself is `tuneforge_serving.batching` (keyed by shape when mixing).
 Names are imported lazily, so `tuneforge_serving.config` can import
-`tuneforge_serving.mixed.config` without pulling in the engine (no import cycle).
+`tuneforge_serving.mixed.config` without pulling in torch (no import cycle).
 """
 
 from __future__ import annotations
@@ -18,30 +19,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tuneforge_serving.mixed.config import MixedBatchingConfig
-    from tuneforge_serving.mixed.former import MixedBatchFormer
     from tuneforge_serving.mixed.metrics import MixedBatchMetrics
-    from tuneforge_serving.mixed.plan import Fallback, shape_key
-    from tuneforge_serving.mixed.runner import MixedBatchRunner
-    from tuneforge_serving.mixed.service import MixedBatching
+    from tuneforge_serving.mixed.mixing import SampleMixing
+    from tuneforge_serving.mixed.plan import Fallback, split_for_slots
 
 _WHERE = {
     "Fallback": "plan",
-    "MixedBatchFormer": "former",
     "MixedBatchMetrics": "metrics",
-    "MixedBatchRunner": "runner",
-    "MixedBatching": "service",
     "MixedBatchingConfig": "config",
-    "shape_key": "plan",
+    "SampleMixing": "mixing",
+    "split_for_slots": "plan",
 }
 
 __all__ = [
     "Fallback",
-    "MixedBatchFormer",
     "MixedBatchMetrics",
-    "MixedBatchRunner",
-    "MixedBatching",
     "MixedBatchingConfig",
-    "shape_key",
+    "SampleMixing",
+    "split_for_slots",
 ]
 
 

@@ -1,7 +1,6 @@
-"""Typed settings of the mixed-adapter batch former (issue 8).
+"""Typed settings of mixed-adapter batching: `ServingConfig.mixed_batching`.
 
-Meant to become `ServingConfig.mixed_batching` (camelCase aliases like the rest of the
-serving config); until then the batch former takes it directly.
+camelCase aliases like the rest of the serving config (`mixedBatching: {enabled: true}`).
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ class MixedBatchingConfig(BaseModel):
     )
 
     enabled: bool = False
-    """The model deployment batches through the mixed former (opt in); off: `@serve.batch`
-    with one adapter set per call (`batching`). The former and runner ignore this flag."""
+    """Batches share their shape only, each sample with its own adapters (opt in); off:
+    batches share shape and adapter choice (`batching`)."""
     max_batch_size: int = Field(default=4, ge=1)
     """Most requests in one pipeline call (each may bring several images)."""
     max_batch_images: int = Field(default=16, ge=1)

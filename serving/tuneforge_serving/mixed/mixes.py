@@ -27,12 +27,11 @@ from typing import Any
 import torch
 from peft.tuners.lora import LoraLayer
 
+from tuneforge_serving.generation import LoraChoice
 from tuneforge_serving.lora_slots import slot_name
 from tuneforge_serving.mixed.routing import BASE
 
 LayerKey = tuple[str, str]
-LoraChoice = tuple[tuple[int, float], ...]
-"""A sample's LoRAs as sorted `(slot index, weight)` pairs; `()` is the base model."""
 ScaleLookup = Callable[[int, LayerKey], "float | None"]
 """The scale (alpha / r) of the adapter in slot `index` on a layer; None where it has none."""
 
@@ -74,7 +73,10 @@ class AdapterMixer:
         return self.max_combined * self.slot_rank
 
     def prepare(self, choices: Sequence[LoraChoice]) -> list[str]:
-        """One adapter name per choice, with aliases and combined adapters set up for them."""
+        """One adapter name per choice, with aliases and combined adapters set up for them.
+
+        Equal choices share a name, so give each choice in one canonical (sorted) order.
+        """
         names: dict[LoraChoice, str] = {}
         result: list[str] = []
         for choice in choices:

@@ -1,4 +1,4 @@
-"""Pure planning for mixed batches: which requests may share a call, and how to split it.
+"""Pure planning for mixed batches: why a request cannot be mixed, and how to split a batch.
 
 No torch here: these functions work on plain keys so they are tested on their own.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from enum import Enum
-from typing import Any
 
 
 class Fallback(str, Enum):
@@ -19,19 +18,13 @@ class Fallback(str, Enum):
     """The pipeline has a fused (merged) LoRA; peft cannot route samples around it."""
 
 
-def shape_key(job: Any) -> tuple[Any, ...]:
-    """What requests must share to run in one pipeline call, whatever their adapters.
-
-    Size, steps, guidance scale and scheduler (when a job names one) shape the whole
-    call; prompts, seeds, image counts and adapters are per sample.
-    """
-    return (
-        int(job.width),
-        int(job.height),
-        int(job.steps),
-        float(job.guidance_scale),
-        getattr(job, "scheduler", None),
-    )
+def fallback_reason(loras: int, max_combined: int, any_merged: bool) -> Fallback | None:
+    """Why a request with `loras` LoRAs cannot join a mixed call, or None when it can."""
+    if loras and any_merged:
+        return Fallback.FUSED
+    if loras > max_combined:
+        return Fallback.TOO_MANY_LORAS
+    return None
 
 
 def split_for_slots(

@@ -31,9 +31,11 @@ def _rss() -> int:
 def test_1000_switches_across_10_adapters_with_lru_3(
     registry_settings: Any, registered: dict[str, str], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    from tuneforge.contract import AdapterRef
     from tuneforge.registry import AdapterRegistry
     from tuneforge_serving.config import ServingConfig
-    from tuneforge_serving.engine import GenerationJob, ServingEngine
+    from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.jobs import GenerationJob
 
     registry = AdapterRegistry(registry_settings)
     config = ServingConfig(
@@ -44,7 +46,10 @@ def test_1000_switches_across_10_adapters_with_lru_3(
         hotswap={"max_lora_rank": 8},
     )
     engine = ServingEngine(config, registry)
-    resolved = [registry.resolve(f"{registered[f'lora{i}']}@prod") for i in range(ADAPTERS)]
+    resolved = [
+        registry.resolve(str(AdapterRef(registered[f"lora{i}"], alias="prod")))
+        for i in range(ADAPTERS)
+    ]
 
     def run(index: int) -> bytes:
         job = GenerationJob(

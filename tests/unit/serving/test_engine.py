@@ -96,7 +96,7 @@ def test_textual_inversion_matches_diffusers_and_does_not_leak(
     both = make_job([("ti-cat", 1.0), ("ti-dog", 1.0)], prompt=prompt)
     ours = png_pixels(_only(engine.generate(both)))
     pipe = fresh_tiny_pipeline
-    from tuneforge.adapter import TI_EMBEDDINGS
+    from tuneforge.contract import TI_EMBEDDINGS
 
     pipe.load_textual_inversion(str(serving_adapters["ti-cat"] / TI_EMBEDDINGS))
     pipe.load_textual_inversion(str(serving_adapters["ti-dog"] / TI_EMBEDDINGS))
@@ -124,7 +124,7 @@ def test_lru_evicts_and_reattaches_exactly(engine: Any, make_job: Callable[..., 
 
 def test_batch_of_jobs_matches_single_runs(engine: Any, make_job: Callable[..., Any]) -> None:
     jobs = [make_job([("lora0", 1.0)], seed=s, prompt=p) for s, p in ((1, "a cat"), (2, "a dog"))]
-    together = engine.generate_group(jobs)
+    together = engine.generate_batch(jobs)
     for job, output in zip(jobs, together, strict=True):
         alone = png_pixels(_only(engine.generate(job)))
         assert np.abs(png_pixels(_only(output)) - alone).max() <= 2 * QUANT
@@ -156,8 +156,8 @@ def test_incompatible_adapters_are_422(
     maker: str, expected: str, engine: Any, folder_source: Any, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     from tests.fixtures.serving import make_lora_adapter
-    from tuneforge.adapter import ADAPTER_MANIFEST, AdapterManifest
-    from tuneforge_serving.engine import GenerationJob
+    from tuneforge.contract import ADAPTER_MANIFEST, AdapterManifest
+    from tuneforge_serving.jobs import GenerationJob
 
     folder = tmp_path / maker
     if maker == "rank":
@@ -202,3 +202,22 @@ def test_two_adapters_with_one_token_are_refused(
     output = engine.generate(make_job([("ti-cat", 1.0), ("ti-cat-2", 1.0)], prompt="a <cat-toy>"))
     assert output.error is not None and output.error.status == 422
     assert "<cat-toy>" in output.error.detail
+
+
+def test_a_batch_of_different_adapters_runs_one_call_per_choice_without_mixing(
+    engine: Any, make_job: Callable[..., Any]
+) -> None:
+    jobs = [make_job([("lora0", 1.0)], seed=3), make_job(seed=4), make_job([("lora0", 1.0)])]
+    assert engine.mixing is None
+    requests = engine.run_requests(jobs)
+    for job, request in zip(jobs, requests, strict=True):
+        assert _only(request.output) == _only(engine.generate(job))
+        assert request.images[0].shape == (64, 64, 3)
+
+
+def test_stats_count_requests_images_and_time(engine: Any, make_job: Callable[..., Any]) -> None:
+    before = (engine.stats.requests, engine.stats.images, engine.stats.inference_seconds)
+    engine.generate_batch([make_job(num_images=2), make_job(seed=5)])
+    after = (engine.stats.requests, engine.stats.images, engine.stats.inference_seconds)
+    assert after[0] - before[0] == 2 and after[1] - before[1] == 3
+    assert after[2] > before[2]

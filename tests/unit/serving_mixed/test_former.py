@@ -1,4 +1,4 @@
-"""The asyncio batch former: grouping by shape, batch size, wait time, errors, metrics."""
+"""The asyncio batch former: grouping by key, batch size, wait time, errors, metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tuneforge_serving.mixed import MixedBatchFormer, MixedBatchingConfig, MixedBatchMetrics
+from tuneforge_serving.batching import BatchFormer
+from tuneforge_serving.mixed import MixedBatchMetrics
 
 PREFIX = "tuneforge_serving"
 
@@ -20,6 +21,9 @@ class _Job:
     height: int = 64
     steps: int = 3
     guidance_scale: float = 7.5
+
+    def shape_key(self) -> tuple[int, int, int, float]:
+        return (self.width, self.height, self.steps, self.guidance_scale)
 
 
 class _Recorder:
@@ -36,9 +40,8 @@ class _Recorder:
         return [f"result-{job.ident}" for job in jobs]
 
 
-def _former(execute: _Recorder, size: int = 4, wait: float = 0.05) -> MixedBatchFormer[_Job, str]:
-    config = MixedBatchingConfig(max_batch_size=size, max_wait_s=wait)
-    return MixedBatchFormer(execute, config, MixedBatchMetrics(PREFIX))
+def _former(execute: _Recorder, size: int = 4, wait: float = 0.05) -> BatchFormer[_Job, str]:
+    return BatchFormer(execute, _Job.shape_key, size, wait, MixedBatchMetrics(PREFIX))
 
 
 def test_concurrent_jobs_of_one_shape_form_one_batch_and_get_their_own_results() -> None:
@@ -105,9 +108,7 @@ def test_a_failing_batch_fails_each_of_its_callers_and_the_former_goes_on() -> N
             raise RuntimeError("pipeline exploded")
         return ["ok" for _ in jobs]
 
-    former: MixedBatchFormer[_Job, str] = MixedBatchFormer(
-        execute, MixedBatchingConfig(max_batch_size=2, max_wait_s=30.0), MixedBatchMetrics()
-    )
+    former: BatchFormer[_Job, str] = BatchFormer(execute, _Job.shape_key, 2, 30.0)
 
     async def main() -> tuple[list[object], str]:
         failed = await asyncio.gather(

@@ -32,10 +32,10 @@ def _four_jobs(make_job: Callable[..., Any]) -> list[Any]:
 
 
 def test_mixed_batch_of_four_equals_each_request_alone(
-    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
     jobs = _four_jobs(make_job)
-    batch = mixed_runner.run_requests(jobs)
+    batch = mixed_engine.run_requests(jobs)
     assert [r.output.error for r in batch] == [None] * 4
     mixed = [png_pixels(r.output.images[0]) for r in batch]
     solo = [_solo_pixels(mixed_engine, job) for job in jobs]
@@ -48,14 +48,14 @@ def test_mixed_batch_of_four_equals_each_request_alone(
 
 
 def test_mixed_floats_equal_diffusers_single_adapter_runs(
-    mixed_runner: Any,
+    mixed_engine: Any,
     make_job: Callable[..., Any],
     fresh_tiny_pipeline: Any,
     serving_adapters: dict[str, Path],
 ) -> None:
     jobs = _four_jobs(make_job)
     jobs[1] = make_job([("lora-te", 0.8)], seed=12)  # a text-encoder LoRA, routed per prompt
-    batch = mixed_runner.run_requests(jobs)
+    batch = mixed_engine.run_requests(jobs)
     pipe = fresh_tiny_pipeline
     for name in ("lora0", "lora1", "lora-te"):
         pipe.load_lora_weights(str(serving_adapters[name]), adapter_name=name)

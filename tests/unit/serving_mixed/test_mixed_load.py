@@ -44,9 +44,9 @@ def _random_jobs(make_job: Callable[..., Any], count: int) -> list[Any]:
 def test_concurrent_mixed_requests_over_8_adapters_never_mix_up(
     mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
-    from tuneforge_serving.mixed import MixedBatching, MixedBatchingConfig
+    from tuneforge_serving.batching import BatchedEngine
 
-    mixing = MixedBatching(mixed_engine, MixedBatchingConfig(max_batch_size=4, max_wait_s=0.02))
+    mixing = BatchedEngine(mixed_engine)
     jobs = _random_jobs(make_job, 32)
 
     async def client(job: Any, delay: float) -> Any:
@@ -63,6 +63,16 @@ def test_concurrent_mixed_requests_over_8_adapters_never_mix_up(
     outputs = asyncio.run(main())
     errors = [o.error for o in outputs if o.error is not None]
     assert errors == []
+    # the requests really were mixed: batches of several requests over several adapters
+    metrics = mixed_engine.mixing.metrics
+    batches = metrics.value(f"{PREFIX}_mixed_batch_requests_count")
+    assert metrics.value(f"{PREFIX}_mixed_batch_requests_sum") == len(jobs)
+    assert batches < len(jobs) / 2
+    calls = metrics.value(f"{PREFIX}_mixed_call_adapters_count")
+    assert metrics.value(f"{PREFIX}_mixed_call_adapters_sum") > 2 * calls
+    assert metrics.value(f"{PREFIX}_mixed_queue_seconds_count") == len(jobs)
+    assert b"_mixed_queue_seconds_bucket" in mixing.render_metrics()
+    # (read before the solo reference runs below, which are calls of their own)
     references = [mixed_engine.generate(job) for job in jobs]
     pixels = [png_pixels(o.images[0]) for o in outputs]
     solo = [png_pixels(r.images[0]) for r in references]
@@ -72,12 +82,3 @@ def test_concurrent_mixed_requests_over_8_adapters_never_mix_up(
     for i in range(len(jobs)):
         for j in range(i + 1, len(jobs)):
             assert np.abs(solo[i] - solo[j]).max() > 10 * LEVEL, (i, j)
-    # and the requests really were mixed: batches of several requests over several adapters
-    metrics = mixing.metrics
-    batches = metrics.value(f"{PREFIX}_mixed_batch_requests_count")
-    assert metrics.value(f"{PREFIX}_mixed_batch_requests_sum") == len(jobs)
-    assert batches < len(jobs) / 2
-    calls = metrics.value(f"{PREFIX}_mixed_call_adapters_count")
-    assert metrics.value(f"{PREFIX}_mixed_call_adapters_sum") > 2 * calls
-    assert metrics.value(f"{PREFIX}_mixed_queue_seconds_count") == len(jobs)
-    assert b"_mixed_queue_seconds_bucket" in mixing.render_metrics()

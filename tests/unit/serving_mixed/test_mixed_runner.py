@@ -1,4 +1,4 @@
-"""The mixed runner on a real engine: fallbacks, slot splits, errors, images per request."""
+"""Mixed batches on a real engine: fallbacks, slot splits, errors, images per request."""
 
 from __future__ import annotations
 
@@ -26,24 +26,24 @@ def _assert_solo_equal(engine: Any, outputs: list[Any], jobs: list[Any]) -> None
 
 
 def test_three_loras_fall_back_to_their_own_batch_visibly(
-    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
-    metrics = mixed_runner.metrics
+    metrics = mixed_engine.mixing.metrics
     labels = {"reason": "too_many_loras"}
     before = metrics.value(f"{PREFIX}_mixed_fallbacks_total", labels)
     jobs = [
         make_job([("lora0", 1.0), ("lora1", 0.5), ("lora2", 1.0)], seed=3),
         make_job([("lora0", 1.0)], seed=4),
     ]
-    outputs = mixed_runner.run(jobs)
+    outputs = mixed_engine.generate_batch(jobs)
     assert metrics.value(f"{PREFIX}_mixed_fallbacks_total", labels) == before + 1
     _assert_solo_equal(mixed_engine, outputs, jobs)
 
 
 def test_more_adapters_than_slots_split_the_batch_and_stay_exact(
-    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
-    metrics = mixed_runner.metrics
+    metrics = mixed_engine.mixing.metrics
     before = metrics.value(f"{PREFIX}_mixed_slot_splits_total")
     jobs = [
         make_job([("lora0", 1.0), ("lora1", 1.0)], seed=1),
@@ -51,23 +51,23 @@ def test_more_adapters_than_slots_split_the_batch_and_stay_exact(
         make_job([("lora4", 1.0)], seed=3),
         make_job([("lora5", 1.0), ("ti-dog", 1.0)], prompt="a <dog-toy> on grass", seed=4),
     ]
-    outputs = mixed_runner.run(jobs)
+    outputs = mixed_engine.generate_batch(jobs)
     assert metrics.value(f"{PREFIX}_mixed_slot_splits_total") >= before + 1
     _assert_solo_equal(mixed_engine, outputs, jobs)
 
 
 def test_several_images_per_request_use_consecutive_seeds(
-    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
     jobs = [make_job([("lora6", 1.0)], seed=20, num_images=2), make_job(seed=30, num_images=3)]
-    outputs = mixed_runner.run(jobs)
+    outputs = mixed_engine.generate_batch(jobs)
     _assert_solo_equal(mixed_engine, outputs, jobs)
     assert outputs[0].images[0] != outputs[0].images[1]
 
 
-def test_a_bad_request_fails_alone(mixed_runner: Any, make_job: Callable[..., Any]) -> None:
+def test_a_bad_request_fails_alone(mixed_engine: Any, make_job: Callable[..., Any]) -> None:
     too_long = " ".join(["cat"] * 120)
-    outputs = mixed_runner.run(
+    outputs = mixed_engine.generate_batch(
         [make_job([("lora0", 1.0)], prompt=too_long), make_job([("lora1", 1.0)], seed=5)]
     )
     assert outputs[0].error is not None and outputs[0].error.status == 422
@@ -76,9 +76,9 @@ def test_a_bad_request_fails_alone(mixed_runner: Any, make_job: Callable[..., An
 
 
 def test_outputs_report_adapters_and_timings(
-    mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
-    (output,) = mixed_runner.run([make_job([("lora0", 0.5), ("ti-cat", 1.0)])])
+    (output,) = mixed_engine.generate_batch([make_job([("lora0", 0.5), ("ti-cat", 1.0)])])
     assert [(a["name"], a["version"], a["weight"]) for a in output.adapters] == [
         ("lora0", 1, 0.5),
         ("ti-cat", 1, 1.0),
@@ -88,37 +88,50 @@ def test_outputs_report_adapters_and_timings(
 
 
 def test_jobs_of_different_shapes_are_refused(
-    mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
     with pytest.raises(ValueError, match="one shape key"):
-        mixed_runner.run([make_job(), make_job(steps=4)])
+        mixed_engine.generate_batch([make_job(), make_job(steps=4)])
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_a_fused_lora_layer_makes_requests_fall_back_to_the_engine(
+def test_a_fused_lora_layer_makes_requests_fall_back_to_calls_of_their_own(
     tiny_model_dir: Path,
     folder_source: FolderAdapterSource,
     tmp_path: Path,
     make_job: Callable[..., Any],
 ) -> None:
     from tuneforge_serving.lora_slots import slot_name
-    from tuneforge_serving.mixed import MixedBatchRunner
 
-    engine = build_engine(tiny_model_dir, folder_source, tmp_path, 2)
-    job = make_job([("lora0", 1.0)], seed=9)
-    runner = MixedBatchRunner(engine)
-    assert runner.run([job])[0].images == engine.generate(job).images
-    assert runner.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 0
+    engine = build_engine(tiny_model_dir, folder_source, tmp_path, 2, mixed_batching={})
+    metrics = engine.mixing.metrics
+    jobs = [make_job([("lora0", 1.0)], seed=9), make_job([("lora1", 1.0)], seed=9)]
+    mixed = engine.generate_batch(jobs)
+    assert metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 0
+    assert metrics.value(f"{PREFIX}_mixed_call_images_count") == 1, "one mixed call"
     layer = next(iter(engine.lora_slots.layers.values()))
     layer.merge(adapter_names=[slot_name(0)])
-    (output,) = runner.run([job])
-    assert output.error is None
-    assert runner.metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 1
+    outputs = engine.generate_batch(jobs)
+    assert [o.error for o in outputs] == [None, None]
+    assert all(len(o.images) == 1 for o in outputs + mixed)
+    assert metrics.value(f"{PREFIX}_mixed_fallbacks_total", {"reason": "fused"}) == 2
+
+
+def test_a_single_choice_batch_activates_the_slots_without_routing(
+    mixed_engine: Any, make_job: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_routing(*args: Any) -> None:
+        raise AssertionError("one shared choice must not be routed per sample")
+
+    jobs = [make_job([("lora3", 0.5)], seed=s) for s in (61, 62)]
+    with monkeypatch.context() as patch:
+        patch.setattr(mixed_engine.mixing, "routed", no_routing)
+        together = mixed_engine.generate_batch(jobs)
+    _assert_solo_equal(mixed_engine, together, jobs)
 
 
 def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
     mixed_engine: Any,
-    mixed_runner: Any,
     folder_source: FolderAdapterSource,
     tiny_model_dir: Path,
     tmp_path: Path,
@@ -135,7 +148,7 @@ def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
         make_job([("ti-cat-b", 1.0)], prompt=prompt, seed=5),
         make_job([("ti-cat", 1.0), ("ti-cat-b", 1.0)], prompt=prompt, seed=5),
     ]
-    outputs = mixed_runner.run(jobs)
+    outputs = mixed_engine.generate_batch(jobs)
     assert outputs[2].error is not None and outputs[2].error.status == 422
     assert "both define the token" in outputs[2].error.detail
     _assert_solo_equal(mixed_engine, outputs[:2], jobs[:2])
@@ -144,11 +157,11 @@ def test_one_token_two_concepts_in_one_batch_each_prompt_gets_its_own(
 
 
 def test_without_classifier_free_guidance_the_routing_still_matches(
-    mixed_engine: Any, mixed_runner: Any, make_job: Callable[..., Any]
+    mixed_engine: Any, make_job: Callable[..., Any]
 ) -> None:
     jobs = [
         make_job([("lora7", 1.0)], guidance_scale=1.0, seed=41),
         make_job(guidance_scale=1.0, seed=42),
         make_job([("lora0", 0.5), ("lora7", 1.0)], guidance_scale=1.0, seed=43),
     ]
-    _assert_solo_equal(mixed_engine, mixed_runner.run(jobs), jobs)
+    _assert_solo_equal(mixed_engine, mixed_engine.generate_batch(jobs), jobs)

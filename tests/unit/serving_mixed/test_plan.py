@@ -1,35 +1,48 @@
-"""Pure planning: shape keys ignore adapters; batches split to fit the slots."""
+"""Pure planning: batch keys (shape, adapter choice), fallbacks, splits to fit the slots."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tuneforge_serving.mixed.plan import shape_key, split_for_slots
+from tuneforge_serving.jobs import GenerationJob
+from tuneforge_serving.mixed.plan import Fallback, fallback_reason, split_for_slots
 
 
-@dataclass
-class _Job:
-    width: int = 64
-    height: int = 64
-    steps: int = 3
-    guidance_scale: float = 7.5
-    adapters: list[Any] = field(default_factory=list)
+@dataclass(frozen=True)
+class _Resolved:
+    name: str
+    version: int
+
+
+def _job(adapters: list[tuple[str, int, float]] | None = None, **shape: Any) -> GenerationJob:
+    values: dict[str, Any] = {"width": 64, "height": 64, "steps": 3, **shape}
+    pairs = [(_Resolved(n, v), w) for n, v, w in adapters or []]
+    return GenerationJob(prompt="x", adapters=pairs, **values)
 
 
 def test_shape_key_ignores_adapters_but_not_shape() -> None:
-    assert shape_key(_Job(adapters=["a"])) == shape_key(_Job(adapters=["b", "c"]))
+    assert _job([("a", 1, 1.0)]).shape_key() == _job([("b", 2, 0.5)]).shape_key()
     for change in ({"width": 72}, {"height": 72}, {"steps": 4}, {"guidance_scale": 1.0}):
-        assert shape_key(_Job(**change)) != shape_key(_Job()), change
+        assert _job(**change).shape_key() != _job().shape_key(), change
 
 
-def test_shape_key_includes_a_scheduler_when_jobs_name_one() -> None:
-    ddim, euler = _Job(), _Job()
-    ddim.scheduler = "ddim"  # type: ignore[attr-defined]
-    euler.scheduler = "euler"  # type: ignore[attr-defined]
-    assert shape_key(ddim) != shape_key(euler)
+def test_choice_key_adds_versions_and_weights_in_any_order() -> None:
+    two = _job([("a", 1, 1.0), ("b", 2, 0.5)])
+    assert two.choice_key() == _job([("b", 2, 0.5), ("a", 1, 1.0)]).choice_key()
+    assert two.choice_key() != _job([("a", 1, 1.0), ("b", 3, 0.5)]).choice_key()
+    assert two.choice_key() != _job([("a", 1, 1.0), ("b", 2, 0.7)]).choice_key()
+    assert two.choice_key()[:4] == two.shape_key()
+    assert two.adapter_set_id() == "a/1,b/2" and _job().adapter_set_id() == "base"
+
+
+def test_fallback_reasons() -> None:
+    assert fallback_reason(loras=2, max_combined=2, any_merged=False) is None
+    assert fallback_reason(loras=3, max_combined=2, any_merged=False) is Fallback.TOO_MANY_LORAS
+    assert fallback_reason(loras=1, max_combined=2, any_merged=True) is Fallback.FUSED
+    assert fallback_reason(loras=0, max_combined=2, any_merged=True) is None
 
 
 def test_split_keeps_one_group_when_the_union_fits() -> None:

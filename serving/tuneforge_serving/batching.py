@@ -1,11 +1,15 @@
-"""The batch former: concurrent requests of one shape become one mixed-adapter batch.
+"""The batch former: concurrent requests with one batch key become one batch.
 
-Requests are bucketed by `plan.shape_key` (size, steps, guidance, scheduler), never by
-adapter. One worker task dispatches a bucket when it holds `max_batch_size` requests or
-its oldest request has waited `max_wait_s`, whichever comes first, oldest bucket first;
-the batch runs in a thread (the pipeline is synchronous) and each caller's future gets its
-own result. While a batch runs, new arrivals queue up and form the next one, so under
-load batches fill without waiting.
+Requests are bucketed by a key function: `GenerationJob.choice_key` (shape and adapter
+choice: every call runs one shared choice) or, with mixed batching,
+`GenerationJob.shape_key` (shape only: each sample gets its own adapters). One worker
+task dispatches a bucket when it holds `max_batch_size` requests or its oldest request
+has waited `max_wait_s`, whichever comes first, oldest bucket first; the batch runs in a
+thread (the pipeline is synchronous) and each caller's future gets its own result. While
+a batch runs, new arrivals queue up and form the next one, so under load batches fill
+without waiting.
+
+`BatchedEngine` is that former in front of a `ServingEngine`: what a model replica holds.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from tuneforge_serving.mixed.config import MixedBatchingConfig
+from tuneforge_serving.errors import ErrorInfo
+from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics
-from tuneforge_serving.mixed.plan import shape_key
+
+if TYPE_CHECKING:
+    from tuneforge_serving.engine import ServingEngine
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +41,27 @@ class _Waiting(Generic[Job, Result]):
     arrived: float = field(default_factory=time.monotonic)
 
 
-class MixedBatchFormer(Generic[Job, Result]):
-    """Gathers jobs into batches of one shape and runs `execute(batch) -> results`.
+class BatchFormer(Generic[Job, Result]):
+    """Gathers jobs into batches of one key and runs `execute(batch) -> results`.
 
     `execute` is synchronous (it runs in a worker thread) and returns one result per job
-    in order. If it raises, every caller of that batch gets the exception.
+    in order. If it raises, every caller of that batch gets the exception. `metrics`
+    (optional) records batch sizes and queueing delays.
     """
 
     def __init__(
         self,
         execute: Callable[[list[Job]], Sequence[Result]],
-        config: MixedBatchingConfig | None = None,
+        key: Callable[[Job], Hashable],
+        max_batch_size: int,
+        max_wait_s: float,
         metrics: MixedBatchMetrics | None = None,
-        key: Callable[[Job], Hashable] = shape_key,
     ) -> None:
         self.execute = execute
-        self.config = config or MixedBatchingConfig()
-        self.metrics = metrics or MixedBatchMetrics()
         self.key = key
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.metrics = metrics
         self._buckets: dict[Hashable, list[_Waiting[Job, Result]]] = {}
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -95,7 +105,7 @@ class MixedBatchFormer(Generic[Job, Result]):
 
     def _next_batch(self, now: float) -> tuple[list[_Waiting[Job, Result]] | None, float | None]:
         """A ready batch (full or timed out, oldest first), else the seconds to wait."""
-        size, wait = self.config.max_batch_size, self.config.max_wait_s
+        size, wait = self.max_batch_size, self.max_wait_s
         ready: tuple[float, Hashable] | None = None
         earliest: float | None = None
         for key, bucket in self._buckets.items():
@@ -135,16 +145,17 @@ class MixedBatchFormer(Generic[Job, Result]):
 
     async def _dispatch(self, batch: list[_Waiting[Job, Result]]) -> None:
         started = time.monotonic()
-        for waiting in batch:
-            self.metrics.queue_delay.observe(started - waiting.arrived)
-        self.metrics.batch_requests.observe(len(batch))
+        if self.metrics is not None:
+            for waiting in batch:
+                self.metrics.queue_delay.observe(started - waiting.arrived)
+            self.metrics.batch_requests.observe(len(batch))
         self.batches_run += 1
         try:
             results = await asyncio.to_thread(self.execute, [w.job for w in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"execute returned {len(results)} results for {len(batch)}")
         except Exception as error:  # noqa: BLE001 - every caller must hear about it
-            log.exception("Mixed batch failed", extra={"requests": len(batch)})
+            log.exception("Batch failed", extra={"requests": len(batch)})
             for waiting in batch:
                 if not waiting.future.done():
                     waiting.future.set_exception(error)
@@ -160,3 +171,45 @@ def _add_queue_ms(result: Any, waited_s: float) -> None:
     timings = getattr(result, "timings", None)
     if isinstance(timings, dict):
         timings["queue_ms"] = timings.get("queue_ms", 0.0) + waited_s * 1e3
+
+
+class BatchedEngine:
+    """A `ServingEngine` behind one `BatchFormer`, keyed as the engine's config says.
+
+    Mixed batching off: batches share shape and adapter choice (`batching.maxBatchSize`,
+    `batching.batchWaitTimeoutS`); on: they share the shape only (`mixedBatching`), and
+    the former records the mixed-batching metrics. Errors never escape as exceptions: a
+    failed batch answers each caller with a 500 `GenerationOutput`.
+    """
+
+    def __init__(self, engine: ServingEngine) -> None:
+        config = engine.config
+        self.metrics = engine.mixing.metrics if engine.mixing is not None else None
+        if self.metrics is not None:
+            mixed = config.mixed_batching
+            key, size, wait = GenerationJob.shape_key, mixed.max_batch_size, mixed.max_wait_s
+        else:
+            batching = config.batching
+            key = GenerationJob.choice_key
+            size, wait = batching.max_batch_size, batching.batch_wait_timeout_s
+        self.former: BatchFormer[GenerationJob, GenerationOutput] = BatchFormer(
+            engine.generate_batch, key, size, wait, self.metrics
+        )
+
+    async def generate(self, job: GenerationJob) -> GenerationOutput:
+        """The job's output, computed in whatever batch it joins."""
+        try:
+            return await self.former.submit(job)
+        except Exception as error:  # noqa: BLE001 - answered as data, like every error here
+            log.exception("Generation failed")
+            return GenerationOutput(
+                error=ErrorInfo(status=500, detail=f"generation failed: {error}", kind="Error")
+            )
+
+    def render_metrics(self) -> bytes:
+        """Mixed-batching metrics in the Prometheus text format; empty when it is off."""
+        return self.metrics.render() if self.metrics is not None else b""
+
+    async def close(self) -> None:
+        """Stop the former (queued requests are cancelled)."""
+        await self.former.close()
