@@ -25,6 +25,7 @@ from typing import Any, cast
 import kopf
 
 from tuneforge.api import GROUP, KIND, PLURAL, VERSION
+from tuneforge.api.status_rules import EventSpec
 from tuneforge_operator.builder import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -32,7 +33,6 @@ from tuneforge_operator.builder import (
     RAYJOB_PLURAL,
     RAYJOB_VERSION,
 )
-from tuneforge_operator.conditions import EventSpec
 from tuneforge_operator.reconcile import Reconciler, parse_status
 from tuneforge_operator.settings import OperatorSettings
 

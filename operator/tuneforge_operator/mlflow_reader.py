@@ -1,36 +1,22 @@
 """Read a job's training progress and registered version from MLflow's REST API.
 
 Plain HTTP (httpx) instead of the MLflow client keeps the operator image small. The trainer
-tags its run and its model version with `tuneforge.job_uid` = the FineTuneJob's uid and logs
-the metrics `step`, `loss` and `images_per_s`.
+tags its run and its model version with `Tag.JOB_UID` = the FineTuneJob's uid and logs the
+metrics `Metric.STEP`, `Metric.LOSS` and `Metric.IMAGES_PER_S` (`tuneforge.contract`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-JOB_UID_TAG = "tuneforge.job_uid"
-"""Tag on the MLflow run and model version that names the FineTuneJob (its uid)."""
-STEP_METRIC, LOSS_METRIC, THROUGHPUT_METRIC = "step", "loss", "images_per_s"
+from tuneforge.api.status_rules import RunObservation
+from tuneforge.contract import Metric, Tag, job_run_filter
 
 
 class MlflowUnavailable(Exception):
     """MLflow could not be asked (unreachable, or it answered with an error)."""
-
-
-@dataclass(frozen=True)
-class MlflowObservation:
-    """What MLflow knows about one job."""
-
-    run_id: str | None = None
-    run_start_ms: int | None = None
-    step: int | None = None
-    loss: float | None = None
-    images_per_s: float | None = None
-    model_version: str | None = None
 
 
 def _quote(value: str) -> str:
@@ -38,7 +24,7 @@ def _quote(value: str) -> str:
 
 
 class MlflowReader:
-    """Looks up a job's run and model version by the `tuneforge.job_uid` tag."""
+    """Looks up a job's run and model version by the `Tag.JOB_UID` tag."""
 
     def __init__(self, tracking_uri: str, timeout_s: float = 5.0, token: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -86,7 +72,7 @@ class MlflowReader:
             "runs/search",
             json={
                 "experiment_ids": experiment_ids,
-                "filter": f"tags.`{JOB_UID_TAG}` = {_quote(job_uid)}",
+                "filter": job_run_filter(job_uid),
                 "max_results": 1,
                 "order_by": ["attributes.start_time DESC"],
             },
@@ -103,34 +89,30 @@ class MlflowReader:
         best: int | None = None
         for version in body.get("model_versions", []):
             tags = {t.get("key"): t.get("value") for t in version.get("tags", [])}
-            if tags.get(JOB_UID_TAG) == job_uid or (run_id and version.get("run_id") == run_id):
+            if tags.get(Tag.JOB_UID) == job_uid or (run_id and version.get("run_id") == run_id):
                 if version.get("status", "READY") == "READY":
                     number = int(version["version"])
                     best = number if best is None else max(best, number)
         return None if best is None else str(best)
 
-    async def observe(self, job_uid: str, model_name: str) -> MlflowObservation:
+    async def observe(self, job_uid: str, model_name: str) -> RunObservation:
         """The job's latest metrics and registered version (empty when nothing is logged yet)."""
         run = await self._find_run(job_uid)
         metrics: dict[str, dict[str, Any]] = {}
         run_id: str | None = None
-        start_ms: int | None = None
         if run is not None:
-            info = run.get("info", {})
-            run_id = info.get("run_id")
-            start_ms = int(info["start_time"]) if info.get("start_time") else None
+            run_id = run.get("info", {}).get("run_id")
             metrics = {m["key"]: m for m in run.get("data", {}).get("metrics", [])}
-        step_metric = metrics.get(STEP_METRIC)
-        loss_metric = metrics.get(LOSS_METRIC)
+        step_metric = metrics.get(Metric.STEP)
+        loss_metric = metrics.get(Metric.LOSS)
         step: int | None = None
         if step_metric is not None:
             step = int(float(step_metric["value"]))
         elif loss_metric is not None:
             step = int(loss_metric.get("step", 0))
-        throughput = metrics.get(THROUGHPUT_METRIC)
-        return MlflowObservation(
+        throughput = metrics.get(Metric.IMAGES_PER_S)
+        return RunObservation(
             run_id=run_id,
-            run_start_ms=start_ms,
             step=step,
             loss=float(loss_metric["value"]) if loss_metric is not None else None,
             images_per_s=float(throughput["value"]) if throughput is not None else None,

@@ -1,4 +1,4 @@
-"""Translate a RayJob's status into one observation, defensively.
+"""Translate a RayJob's status into the status rules' `TrainingObservation`, defensively.
 
 KubeRay's RayJob has no conditions, only two enums that can disagree (kuberay #2314, #5152):
 `jobDeploymentStatus` (the cluster and submission lifecycle) and `jobStatus` (the Ray job).
@@ -17,43 +17,10 @@ Rules, in order:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from tuneforge.api import Reason
-
-
-class RayJobPhase(str, Enum):
-    """Where a RayJob is, in our terms."""
-
-    STARTING = "Starting"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    RETRYING = "Retrying"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-@dataclass(frozen=True)
-class RayJobObservation:
-    """One reading of a RayJob's status."""
-
-    phase: RayJobPhase
-    reason: str
-    """CamelCase reason for our conditions."""
-    message: str
-    """Human-readable explanation."""
-    start_time: str | None = None
-    """When the Ray job started running (dashboard time, else the RayJob's start)."""
-    end_time: str | None = None
-    """When the RayJob reached a terminal state."""
-
-    @property
-    def terminal(self) -> bool:
-        """True for Succeeded or Failed."""
-        return self.phase in (RayJobPhase.SUCCEEDED, RayJobPhase.FAILED)
-
+from tuneforge.api.status_rules import TrainingObservation, TrainingPhase
 
 _FAILURE_REASONS = {
     "SubmissionFailed": (
@@ -87,7 +54,7 @@ def _with_detail(summary: str, detail: str) -> str:
     return f"{summary}: {detail}" if detail else summary
 
 
-def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
+def observe_rayjob(status: Mapping[str, Any] | None) -> TrainingObservation:
     """Translate `rayjob.status` (possibly empty or partial) into an observation."""
     status = status or {}
     deployment = _text(status, "jobDeploymentStatus")
@@ -98,16 +65,16 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
 
     if deployment == "Complete":
         if job_status == "SUCCEEDED":
-            return RayJobObservation(
-                RayJobPhase.SUCCEEDED,
+            return TrainingObservation(
+                TrainingPhase.SUCCEEDED,
                 Reason.TRAINING_SUCCEEDED.value,
                 "Training finished",
                 start,
                 end,
             )
         if job_status == "STOPPED":
-            return RayJobObservation(
-                RayJobPhase.FAILED,
+            return TrainingObservation(
+                TrainingPhase.FAILED,
                 Reason.JOB_STOPPED.value,
                 _with_detail("The Ray job was stopped before it finished", detail),
                 start,
@@ -119,8 +86,8 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
                 f"KubeRay reports the deployment Complete but the Ray job {job_status or 'unknown'}"
             )
             mapped = Reason.JOB_FAILED
-        return RayJobObservation(
-            RayJobPhase.FAILED, mapped.value, _with_detail(summary, detail), start, end
+        return TrainingObservation(
+            TrainingPhase.FAILED, mapped.value, _with_detail(summary, detail), start, end
         )
     if deployment == "Failed" or deployment == "ValidationFailed":
         key = "ValidationFailed" if deployment == "ValidationFailed" and not reason else reason
@@ -129,12 +96,12 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
         )
         if job_status == "SUCCEEDED":
             summary += " although the Ray job reported SUCCEEDED"
-        return RayJobObservation(
-            RayJobPhase.FAILED, mapped.value, _with_detail(summary, detail), start, end
+        return TrainingObservation(
+            TrainingPhase.FAILED, mapped.value, _with_detail(summary, detail), start, end
         )
     if deployment in ("Suspended", "Suspending"):
-        return RayJobObservation(
-            RayJobPhase.SUSPENDED,
+        return TrainingObservation(
+            TrainingPhase.SUSPENDED,
             Reason.SUSPENDED.value,
             f"The RayJob is {deployment.lower()}: its Ray cluster is deleted until it resumes",
             start,
@@ -142,16 +109,16 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
     if deployment == "Retrying":
         failed = status.get("failed")
         attempts = f" after {failed} failed attempt(s)" if isinstance(failed, int) else ""
-        return RayJobObservation(
-            RayJobPhase.RETRYING,
+        return TrainingObservation(
+            TrainingPhase.RETRYING,
             Reason.RETRYING.value,
             _with_detail(f"KubeRay is retrying the job{attempts}", detail),
             start,
         )
     if deployment == "Running":
         if job_status == "RUNNING":
-            return RayJobObservation(
-                RayJobPhase.RUNNING, Reason.TRAINING.value, "The trainer is running", start
+            return TrainingObservation(
+                TrainingPhase.RUNNING, Reason.TRAINING.value, "The trainer is running", start
             )
         waiting = {
             "": "The Ray cluster is up; the job is being submitted",
@@ -159,11 +126,11 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
             "SCHEDULED": "The Ray job is scheduled",
         }
         if job_status in waiting:
-            return RayJobObservation(
-                RayJobPhase.STARTING, Reason.CLUSTER_STARTING.value, waiting[job_status], start
+            return TrainingObservation(
+                TrainingPhase.STARTING, Reason.CLUSTER_STARTING.value, waiting[job_status], start
             )
-        return RayJobObservation(
-            RayJobPhase.RUNNING,
+        return TrainingObservation(
+            TrainingPhase.RUNNING,
             Reason.TRAINING.value,
             f"The Ray job is {job_status}; waiting for KubeRay to finish the RayJob",
             start,
@@ -173,6 +140,6 @@ def observe_rayjob(status: Mapping[str, Any] | None) -> RayJobObservation:
         if deployment in _STARTING_DEPLOYMENTS
         else f"KubeRay reports jobDeploymentStatus {deployment!r}"
     )
-    return RayJobObservation(
-        RayJobPhase.STARTING, Reason.CLUSTER_STARTING.value, _with_detail(message, detail), start
+    return TrainingObservation(
+        TrainingPhase.STARTING, Reason.CLUSTER_STARTING.value, _with_detail(message, detail), start
     )

@@ -20,15 +20,16 @@ from pydantic import ValidationError
 
 from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
 from tuneforge.api.runtime import TrainingRuntime
-from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
-from tuneforge_operator.conditions import (
+from tuneforge.api.status_rules import (
     Blocker,
     EventSpec,
     Observed,
+    RunObservation,
     compute_status,
     events_for,
     wire,
 )
+from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
 from tuneforge_operator.entrypoint import parse_entrypoint
 from tuneforge_operator.kubeapi import (
     AlreadyExists,
@@ -45,7 +46,7 @@ from tuneforge_operator.metrics import (
     RECONCILE_SECONDS,
     STATUS_WRITES,
 )
-from tuneforge_operator.mlflow_reader import MlflowObservation, MlflowReader, MlflowUnavailable
+from tuneforge_operator.mlflow_reader import MlflowReader, MlflowUnavailable
 from tuneforge_operator.rayjob_state import observe_rayjob
 from tuneforge_operator.runtimes import RuntimeCatalog
 
@@ -193,20 +194,15 @@ class Reconciler:
         except ValidationError as error:
             message = _validation_message(error)
             blocker = Blocker(Reason.INVALID_SPEC, message, permanent=True)
-            observed = Observed(generation, child, "", 1, 1, False, blocker=blocker)
+            observed = Observed(generation, ray_job_name=child, blocker=blocker)
             await self._write(raw, current, compute_status(current, observed))
             return Outcome(permanent_error=message)
 
         spec = job.spec
-        base = Observed(
+        base = Observed.of_job(
+            job,
             generation=generation,
             ray_job_name=child,
-            model_name=spec.output.registered_model,
-            total_steps=spec.training.max_steps,
-            images_per_step=spec.training.batch_size
-            * spec.training.gradient_accumulation_steps
-            * spec.resources.workers,
-            suspend_requested=spec.suspend,
             mlflow_configured=self._mlflow is not None,
             registration_grace_s=self._grace,
         )
@@ -235,12 +231,12 @@ class Reconciler:
                 applied = parse_entrypoint(str(existing.get("spec", {}).get("entrypoint", "")))
                 if applied is not None:
                     immutable = changed_immutable_fields(applied.get("spec", {}), spec.to_wire())
-        mlflow, mlflow_error = await self._read_mlflow(uid, spec.output.registered_model, existing)
+        run, mlflow_error = await self._read_mlflow(uid, spec.output.registered_model, existing)
         observed = dataclasses.replace(
             base,
-            rayjob=observe_rayjob(existing.get("status")) if existing is not None else None,
+            training=observe_rayjob(existing.get("status")) if existing is not None else None,
             blocker=create_blocker,
-            mlflow=mlflow,
+            run=run,
             mlflow_error=mlflow_error,
             immutable_changes=immutable,
         )
@@ -327,7 +323,7 @@ class Reconciler:
 
     async def _read_mlflow(
         self, uid: str, model_name: str, rayjob: dict[str, Any] | None
-    ) -> tuple[MlflowObservation | None, str | None]:
+    ) -> tuple[RunObservation | None, str | None]:
         if self._mlflow is None or rayjob is None:
             return None, None
         try:

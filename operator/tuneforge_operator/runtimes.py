@@ -7,7 +7,7 @@ import time
 
 from tuneforge.api import Reason
 from tuneforge.api.runtime import TrainingRuntime, parse_runtimes
-from tuneforge_operator.conditions import Blocker
+from tuneforge.api.status_rules import Blocker
 from tuneforge_operator.kubeapi import KubeApi, configmap_path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,9 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def _own_namespace() -> str:
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
+def _service_account_namespace() -> str:
     if _SA_NAMESPACE.exists():
         return _SA_NAMESPACE.read_text().strip()
     return "tuneforge-system"
@@ -29,8 +26,12 @@ class OperatorSettings(BaseSettings):
 
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Namespaces to watch (JSON list or comma-separated); empty watches the whole cluster."""
-    runtime_namespace: str = Field(default_factory=_own_namespace)
-    """Namespace of the `tuneforge-runtimes` ConfigMap (the operator's own)."""
+    runtime_namespace: str = Field(
+        default_factory=_service_account_namespace,
+        validation_alias=AliasChoices("TUNEFORGE_OPERATOR_RUNTIME_NAMESPACE", "POD_NAMESPACE"),
+    )
+    """Namespace of the `tuneforge-runtimes` ConfigMap: the operator's own (`POD_NAMESPACE`,
+    else its service account's, else `tuneforge-system`)."""
     runtime_configmap: str = "tuneforge-runtimes"
     """Name of the ConfigMap holding the training runtimes."""
     runtime_cache_seconds: float = Field(default=5.0, ge=0)

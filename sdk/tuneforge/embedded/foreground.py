@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from tuneforge.api import FineTuneJob
-from tuneforge.client.progress import TrainingProgress
+from tuneforge.contract import TrainingProgress
 from tuneforge.embedded.backend import LocalBackend, prepare_local_job
 from tuneforge.embedded.runner import JobRunner
 from tuneforge.settings import Settings

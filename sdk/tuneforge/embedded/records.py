@@ -6,7 +6,9 @@
     runner.json  the pid of the process running the job (absent once it has ended)
 
 Writes are atomic (temp file + rename) and status updates are serialised with a lock file,
-so the CLI can read a record while the runner updates it.
+so the CLI can read a record while the runner updates it. `observe` turns what the runner saw
+of the trainer into status and events through the same rules as the operator
+(`tuneforge.api.status_rules`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from pathlib import Path
 
 from tuneforge.api import FineTuneJob, FineTuneJobStatus
 from tuneforge.api.status import now_rfc3339
+from tuneforge.api.status_rules import (
+    Observed,
+    RunObservation,
+    TrainingObservation,
+    compute_status,
+    events_for,
+)
 from tuneforge.client.backend import JobEvent
 from tuneforge.errors import JobExistsError, JobNotFoundError
 
@@ -95,12 +104,53 @@ class JobRecordStore:
 
     def update_status(self, name: str, change: Callable[[FineTuneJobStatus], None]) -> FineTuneJob:
         """Apply `change` to the job's status under the record's lock and store the result."""
+
+        def changed(job: FineTuneJob) -> FineTuneJobStatus:
+            status = job.status.model_copy(deep=True) if job.status else FineTuneJobStatus()
+            change(status)
+            return status
+
+        return self._replace_status(name, changed)
+
+    def observe(
+        self,
+        name: str,
+        training: TrainingObservation,
+        run: RunObservation | None = None,
+        total_steps: int | None = None,
+    ) -> FineTuneJob:
+        """Record what was observed of the job's training: status and events by the status rules.
+
+        `run` is what the trainer reported (None keeps the stored progress and MLflow
+        status); `total_steps` the total it reported, else the spec's. The registration is
+        looked up once, after the trainer exits, so a missing version is final at once.
+        """
+        before: FineTuneJobStatus | None = None
+
+        def computed(job: FineTuneJob) -> FineTuneJobStatus:
+            nonlocal before
+            before = job.status
+            reported = {"total_steps": total_steps} if total_steps else {}
+            observed = Observed.of_job(
+                job, training=training, run=run, registration_grace_s=0.0, **reported
+            )
+            return compute_status(job.status, observed)
+
+        job = self._replace_status(name, computed)
+        assert job.status is not None
+        for event in events_for(before, job.status):
+            self.append_event(
+                name, JobEvent(event.type, event.reason, event.message, source="embedded")
+            )
+        return job
+
+    def _replace_status(
+        self, name: str, compute: Callable[[FineTuneJob], FineTuneJobStatus]
+    ) -> FineTuneJob:
         directory = self.job_dir(name)
         with self._locked(directory):
             job = self.load(name)
-            status = job.status.model_copy(deep=True) if job.status else FineTuneJobStatus()
-            change(status)
-            job.status = status
+            job.status = compute(job)
             self._write_job(directory, job)
             return job
 

@@ -1,10 +1,11 @@
 """Run one FineTuneJob on this machine with the trainer's own entry point.
 
 The runner starts `python -m tuneforge_trainer run --job -` (what the operator's RayJob runs
-on a cluster) with the job as JSON on stdin, appends everything it prints to the job's log,
-turns its progress lines into `status.progress`, and writes conditions like the operator's:
-`Training` while the process runs, then `Succeeded` True or False and, when the trainer
-registered a version in MLflow, `AdapterRegistered` and `status.mlflow`.
+on a cluster) with the job as JSON on stdin and appends everything it prints to the job's
+log. What it sees (the process running or exiting, the progress and result lines, the
+version in MLflow) becomes status and events through the operator's status rules
+(`tuneforge.api.status_rules`, via `JobRecordStore.observe`): the same conditions
+(`Training`, `AdapterRegistered`, `Succeeded`), reasons and progress as on a cluster.
 """
 
 from __future__ import annotations
@@ -17,20 +18,19 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
-from tuneforge.api import (
-    ConditionStatus,
-    ConditionType,
-    FineTuneJob,
-    FineTuneJobStatus,
-    MlflowStatus,
-    ProgressStatus,
-    Reason,
-)
+from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
 from tuneforge.api.status import now_rfc3339
-from tuneforge.client.backend import JobEvent
-from tuneforge.client.progress import (
-    EtaEstimator,
+from tuneforge.api.status_rules import (
+    Observed,
+    RunObservation,
+    TrainingObservation,
+    TrainingPhase,
+    compute_status,
+)
+from tuneforge.client.progress import EtaEstimator
+from tuneforge.contract import (
     TrainingProgress,
     TrainingResult,
     parse_progress_line,
@@ -52,15 +52,21 @@ def trainer_command(python: str | None = None) -> list[str]:
 
 
 def mark_pending(status: FineTuneJobStatus, generation: int | None) -> None:
-    """Initial conditions of a job that has not started (as the operator writes them)."""
-    status.observed_generation = generation
-    status.set_condition(
-        ConditionType.SUCCEEDED,
-        ConditionStatus.UNKNOWN,
-        Reason.PENDING,
-        "Waiting for the embedded runner to start the trainer",
-        generation,
+    """Set the status rules' conditions of a job that nothing runs yet on `status`."""
+    pending = compute_status(status, Observed(generation))
+    for field in FineTuneJobStatus.model_fields:
+        setattr(status, field, getattr(pending, field))
+
+
+def record_failure(store: JobRecordStore, name: str, message: str) -> FineTuneJob:
+    """Mark the job failed (`JobFailed`): it could not be run to the end. A finished job stays."""
+    job = store.load(name)
+    if job.status is not None and job.status.is_finished():
+        return job
+    failed = TrainingObservation(
+        TrainingPhase.FAILED, Reason.JOB_FAILED.value, message, end_time=now_rfc3339()
     )
+    return store.observe(name, failed)
 
 
 class JobRunner:
@@ -77,6 +83,8 @@ class JobRunner:
         self.settings = settings
         self.command = list(command) if command is not None else trainer_command()
         self._process: subprocess.Popen[str] | None = None
+        self._running: TrainingObservation | None = None
+        self._latest: TrainingProgress | None = None
         self._reported: TrainingResult | None = None
 
     def run(
@@ -87,7 +95,6 @@ class JobRunner:
     ) -> FineTuneJob:
         """Run the job named `name` until the trainer exits; return the finished job."""
         job = self.store.load(name)
-        generation = job.metadata.generation
         home = prepare_home(self.settings)
         tail: deque[str] = deque(maxlen=FAILURE_TAIL_LINES)
         process = subprocess.Popen(
@@ -102,7 +109,7 @@ class JobRunner:
             start_new_session=True,  # its own process group: stop() ends Ray's children too
         )
         self._process = process
-        self._started(name, process.pid, generation)
+        self._started(name, process.pid)
         assert process.stdin is not None and process.stdout is not None
         try:
             process.stdin.write(json.dumps(job.to_manifest()))
@@ -110,15 +117,15 @@ class JobRunner:
         except BrokenPipeError:
             pass  # the trainer exited early; its output says why
         try:
-            self._follow_output(name, process.stdout, tail, on_progress, on_line)
+            self._follow_output(job, process.stdout, tail, on_progress, on_line)
             returncode = process.wait()
         except BaseException:
             self.stop()
-            self._finished(name, None, tail, generation, interrupted=True)
+            self._finished(job, None, tail, interrupted=True)
             raise
         finally:
             self._process = None
-        return self._finished(name, returncode, tail, generation, interrupted=False)
+        return self._finished(job, returncode, tail, interrupted=False)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the running trainer (SIGTERM, then SIGKILL after `grace_s`)."""
@@ -134,18 +141,17 @@ class JobRunner:
 
     def _follow_output(
         self,
-        name: str,
+        job: FineTuneJob,
         stream: object,
         tail: deque[str],
         on_progress: Callable[[TrainingProgress], None] | None,
         on_line: Callable[[str], None] | None,
     ) -> None:
+        """Log the trainer's output and record its progress (at most once a second)."""
         eta = EtaEstimator()
         last_write = 0.0
-        latest: TrainingProgress | None = None
         written: TrainingProgress | None = None
-        total_default = self.store.load(name).spec.training.max_steps
-        with self.store.log_path(name).open("a") as log:
+        with self.store.log_path(job.name).open("a") as log:
             for raw in stream:  # type: ignore[attr-defined]
                 line = str(raw).rstrip("\n")
                 log.write(line + "\n")
@@ -158,142 +164,85 @@ class JobRunner:
                     self._reported = parse_result_line(line) or self._reported
                     continue
                 if parsed.total_steps is None:
-                    parsed = TrainingProgress(
-                        step=parsed.step,
-                        total_steps=total_default,
-                        loss=parsed.loss,
-                        images_per_s=parsed.images_per_s,
-                        eta_seconds=parsed.eta_seconds,
-                    )
-                latest = eta.observe(parsed)
+                    parsed = replace(parsed, total_steps=job.spec.training.max_steps)
+                latest = self._latest = eta.observe(parsed)
                 if on_progress is not None:
                     on_progress(latest)
                 now = time.monotonic()
                 if now - last_write >= STATUS_WRITE_INTERVAL_S:
-                    self._write_progress(name, latest)
+                    self._observe_running(job.name, latest)
                     written, last_write = latest, now
-        if latest is not None and latest != written:
-            self._write_progress(name, latest)
+        if self._latest is not None and self._latest != written:
+            self._observe_running(job.name, self._latest)
 
-    def _write_progress(self, name: str, progress: TrainingProgress) -> None:
-        def change(status: FineTuneJobStatus) -> None:
-            status.progress = ProgressStatus(
-                step=progress.step,
-                total_steps=progress.total_steps or 0,
-                percent=progress.percent,
-                eta_seconds=int(progress.eta_seconds) if progress.eta_seconds is not None else None,
-                loss=f"{progress.loss:.4g}" if progress.loss is not None else None,
-            )
+    def _observe_running(self, name: str, progress: TrainingProgress) -> None:
+        assert self._running is not None
+        self.store.observe(name, self._running, _run(progress), progress.total_steps)
 
-        self.store.update_status(name, change)
-
-    def _started(self, name: str, pid: int, generation: int | None) -> None:
+    def _started(self, name: str, pid: int) -> None:
         self.store.set_runner_pid(name, os.getpid(), trainer_pid=pid)
-
-        def change(status: FineTuneJobStatus) -> None:
-            status.start_time = now_rfc3339()
-            status.set_condition(
-                ConditionType.TRAINING,
-                ConditionStatus.TRUE,
-                Reason.TRAINING,
-                f"Trainer process {pid} started",
-                generation,
-            )
-            status.set_condition(
-                ConditionType.SUCCEEDED,
-                ConditionStatus.UNKNOWN,
-                Reason.TRAINING,
-                "Training",
-                generation,
-            )
-
-        self.store.update_status(name, change)
-        self.store.append_event(
-            name,
-            JobEvent(
-                "Normal", "TrainingStarted", f"Started trainer process {pid}", source="embedded"
-            ),
+        self._running = TrainingObservation(
+            TrainingPhase.RUNNING,
+            Reason.TRAINING.value,
+            f"Trainer process {pid} started",
+            start_time=now_rfc3339(),
         )
+        self.store.observe(name, self._running)
 
     def _finished(
         self,
-        name: str,
+        job: FineTuneJob,
         returncode: int | None,
         tail: deque[str],
-        generation: int | None,
         interrupted: bool,
     ) -> FineTuneJob:
-        job = self.store.load(name)
-        result: MlflowStatus | None = None
-        reported = self._reported
-        if reported is not None and reported.model_version:
-            result = MlflowStatus(
-                run_id=reported.run_id,
-                model_name=reported.model_name or job.spec.output.registered_model,
-                model_version=reported.model_version,
-            )
-        elif returncode == 0 and job.metadata.uid:
-            result = find_job_result(tracking_uri(self.settings), job.metadata.uid, self.settings)
+        progress = self._latest
+        run_id, version = self._registered(job, returncode)
+        run = _run(progress, run_id, version) if progress or run_id or version else None
         failure = _failure_message(returncode, tail, interrupted)
-
-        def change(status: FineTuneJobStatus) -> None:
-            status.completion_time = now_rfc3339()
-            if result is not None:
-                status.mlflow = result
-            if failure is None:
-                status.set_condition(
-                    ConditionType.TRAINING,
-                    ConditionStatus.FALSE,
-                    Reason.TRAINING_SUCCEEDED,
-                    "Training finished",
-                    generation,
-                )
-                registered = result is not None and result.model_version is not None
-                if registered:
-                    assert result is not None
-                    status.set_condition(
-                        ConditionType.ADAPTER_REGISTERED,
-                        ConditionStatus.TRUE,
-                        Reason.ADAPTER_REGISTERED,
-                        f"Registered {result.model_name} version {result.model_version}",
-                        generation,
-                    )
-                status.set_condition(
-                    ConditionType.SUCCEEDED,
-                    ConditionStatus.TRUE,
-                    Reason.ADAPTER_REGISTERED if registered else Reason.TRAINING_SUCCEEDED,
-                    "Job finished"
-                    + (
-                        f": {result.model_name} version {result.model_version}"
-                        if registered and result
-                        else ""
-                    ),
-                    generation,
-                )
-                if status.progress is not None and status.progress.total_steps:
-                    status.progress.step = max(status.progress.step, status.progress.total_steps)
-                    status.progress.percent = 100
-                    status.progress.eta_seconds = 0
-            else:
-                reason = Reason.JOB_STOPPED if interrupted else Reason.JOB_FAILED
-                status.set_condition(
-                    ConditionType.TRAINING, ConditionStatus.FALSE, reason, failure, generation
-                )
-                status.set_condition(
-                    ConditionType.SUCCEEDED, ConditionStatus.FALSE, reason, failure, generation
-                )
-
-        finished = self.store.update_status(name, change)
         if failure is None:
-            self.store.append_event(
-                name, JobEvent("Normal", "TrainingSucceeded", "Job finished", source="embedded")
+            training = TrainingObservation(
+                TrainingPhase.SUCCEEDED,
+                Reason.TRAINING_SUCCEEDED.value,
+                "Training finished",
+                end_time=now_rfc3339(),
             )
         else:
-            self.store.append_event(
-                name, JobEvent("Warning", "TrainingFailed", failure, source="embedded")
+            reason = Reason.JOB_STOPPED if interrupted else Reason.JOB_FAILED
+            training = TrainingObservation(
+                TrainingPhase.FAILED, reason.value, failure, end_time=now_rfc3339()
             )
-        self.store.set_runner_pid(name, None)
+        total = progress.total_steps if progress else None
+        finished = self.store.observe(job.name, training, run, total)
+        self.store.set_runner_pid(job.name, None)
         return finished
+
+    def _registered(
+        self, job: FineTuneJob, returncode: int | None
+    ) -> tuple[str | None, str | None]:
+        """The run id and model version the trainer reported, else what MLflow has."""
+        reported = self._reported
+        if reported is not None and reported.model_version:
+            return reported.run_id, reported.model_version
+        if returncode == 0 and job.metadata.uid:
+            found = find_job_result(tracking_uri(self.settings), job.metadata.uid, self.settings)
+            if found is not None:
+                return found.run_id, found.model_version
+        return None, None
+
+
+def _run(
+    progress: TrainingProgress | None, run_id: str | None = None, version: str | None = None
+) -> RunObservation:
+    """The status rules' view of the trainer's latest progress and result."""
+    return RunObservation(
+        run_id=run_id,
+        step=progress.step if progress else None,
+        loss=progress.loss if progress else None,
+        images_per_s=progress.images_per_s if progress else None,
+        eta_seconds=progress.eta_seconds if progress else None,
+        model_version=version,
+    )
 
 
 def _signal_group(leader_pid: int, signum: int) -> None:

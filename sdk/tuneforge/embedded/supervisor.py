@@ -13,9 +13,9 @@ import signal
 import sys
 from types import FrameType
 
-from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, Reason
+from tuneforge.api import ConditionStatus, ConditionType
 from tuneforge.embedded.records import JobRecordStore
-from tuneforge.embedded.runner import JobRunner
+from tuneforge.embedded.runner import JobRunner, record_failure
 from tuneforge.errors import JobNotFoundError
 from tuneforge.settings import Settings
 
@@ -45,14 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # the job must not stay Pending forever: record why it failed
         message = f"Embedded runner failed: {type(exc).__name__}: {exc}"
-
-        def change(status: FineTuneJobStatus) -> None:
-            status.set_condition(
-                ConditionType.SUCCEEDED, ConditionStatus.FALSE, Reason.JOB_FAILED, message
-            )
-
         with contextlib.suppress(JobNotFoundError):
-            store.update_status(args.name, change)
+            record_failure(store, args.name, message)
             store.set_runner_pid(args.name, None)
         sys.stderr.write(message + "\n")
         return 1

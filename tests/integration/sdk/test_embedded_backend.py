@@ -100,7 +100,8 @@ def test_submit_wait_logs_adapters_promote_and_delete(
     lines = list(logs)
     assert any('"step": 4' in line for line in lines if "tuneforge-progress" in line)
     assert any(line.startswith("tuneforge-result") for line in lines)
-    assert [e.reason for e in client.events(name)][-1] == "TrainingSucceeded"
+    runner_events = [e.reason for e in client.events(name) if e.reason != "Submitted"]
+    assert runner_events == ["Training", "TrainingSucceeded", "AdapterRegistered"]
     assert [j.name for j in client.list("team=vision")] == ["sdk-job"]
 
     (toy,) = [a for a in client.adapters() if a.name == "toy-lora"]

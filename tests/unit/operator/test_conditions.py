@@ -1,12 +1,18 @@
-"""Pure status computation: conditions, progress, times and events."""
+"""The status rules fed what the operator observes: a RayJob (through `observe_rayjob`) and MLflow."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, Reason
-from tuneforge_operator.conditions import Blocker, Observed, compute_status, events_for, wire
-from tuneforge_operator.mlflow_reader import MlflowObservation
+from tuneforge.api.status_rules import (
+    Blocker,
+    Observed,
+    RunObservation,
+    compute_status,
+    events_for,
+    wire,
+)
 from tuneforge_operator.rayjob_state import observe_rayjob
 
 NOW = "2026-05-01T12:00:00Z"
@@ -41,8 +47,8 @@ def test_first_visit_names_the_child_and_sets_everything_unknown() -> None:
 
 
 def test_running_with_progress_and_eta() -> None:
-    run = MlflowObservation(run_id="r1", step=25, loss=0.123456, images_per_s=2.0)
-    status = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING, mlflow=run))
+    run = RunObservation(run_id="r1", step=25, loss=0.123456, images_per_s=2.0)
+    status = compute_status(None, dataclasses.replace(BASE, training=RUNNING, run=run))
     assert _cond(status, ConditionType.TRAINING) == ("True", "Training")
     assert _cond(status, ConditionType.SUCCEEDED) == ("Unknown", "Training")
     assert status.progress is not None
@@ -58,8 +64,8 @@ def test_running_with_progress_and_eta() -> None:
 
 
 def test_success_needs_the_registered_version() -> None:
-    registered = MlflowObservation(run_id="r1", step=100, model_version="3")
-    status = compute_status(None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=registered))
+    registered = RunObservation(run_id="r1", step=100, model_version="3")
+    status = compute_status(None, dataclasses.replace(BASE, training=SUCCEEDED, run=registered))
     assert _cond(status, ConditionType.SUCCEEDED) == ("True", "TrainingSucceeded")
     assert _cond(status, ConditionType.ADAPTER_REGISTERED) == ("True", "AdapterRegistered")
     assert status.mlflow is not None and status.mlflow.model_version == "3"
@@ -68,10 +74,10 @@ def test_success_needs_the_registered_version() -> None:
 
 
 def test_success_without_version_waits_then_fails_after_the_grace_period() -> None:
-    nothing = MlflowObservation(run_id="r1", step=100)
-    waiting = compute_status(None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=nothing))
+    nothing = RunObservation(run_id="r1", step=100)
+    waiting = compute_status(None, dataclasses.replace(BASE, training=SUCCEEDED, run=nothing))
     assert _cond(waiting, ConditionType.SUCCEEDED) == ("Unknown", "AwaitingRegistration")
-    late = dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow=nothing, now="2026-05-01T13:00:00Z")
+    late = dataclasses.replace(BASE, training=SUCCEEDED, run=nothing, now="2026-05-01T13:00:00Z")
     failed = compute_status(waiting, late)
     assert _cond(failed, ConditionType.SUCCEEDED) == ("False", "AdapterNotRegistered")
     assert _cond(failed, ConditionType.ADAPTER_REGISTERED) == ("False", "AdapterNotRegistered")
@@ -79,7 +85,7 @@ def test_success_without_version_waits_then_fails_after_the_grace_period() -> No
 
 def test_success_without_mlflow_is_reported_unverified() -> None:
     status = compute_status(
-        None, dataclasses.replace(BASE, rayjob=SUCCEEDED, mlflow_configured=False)
+        None, dataclasses.replace(BASE, training=SUCCEEDED, mlflow_configured=False)
     )
     assert _cond(status, ConditionType.SUCCEEDED) == ("True", "TrainingSucceeded")
     assert _cond(status, ConditionType.ADAPTER_REGISTERED) == ("Unknown", "MlflowNotConfigured")
@@ -89,7 +95,9 @@ def test_failure_carries_reason_and_message() -> None:
     failed = observe_rayjob(
         {"jobDeploymentStatus": "Failed", "reason": "SubmissionFailed", "message": "image pull"}
     )
-    status = compute_status(None, dataclasses.replace(BASE, rayjob=failed, mlflow_configured=False))
+    status = compute_status(
+        None, dataclasses.replace(BASE, training=failed, mlflow_configured=False)
+    )
     summary = status.condition(ConditionType.SUCCEEDED)
     assert summary is not None
     assert (summary.status, summary.reason) == (ConditionStatus.FALSE, "SubmissionFailed")
@@ -114,17 +122,17 @@ def test_invalid_spec_is_final() -> None:
 def test_suspend_and_resume() -> None:
     suspended_rj = observe_rayjob({"jobDeploymentStatus": "Suspended"})
     suspended = compute_status(
-        None, dataclasses.replace(BASE, rayjob=suspended_rj, suspend_requested=True)
+        None, dataclasses.replace(BASE, training=suspended_rj, suspend_requested=True)
     )
     assert _cond(suspended, ConditionType.SUSPENDED) == ("True", "Suspended")
     assert _cond(suspended, ConditionType.SUCCEEDED) == ("Unknown", "Suspended")
-    resumed = compute_status(suspended, dataclasses.replace(BASE, rayjob=RUNNING))
+    resumed = compute_status(suspended, dataclasses.replace(BASE, training=RUNNING))
     assert _cond(resumed, ConditionType.SUSPENDED) == ("False", "Resumed")
 
 
 def test_immutable_change_is_reported_not_applied() -> None:
     status = compute_status(
-        None, dataclasses.replace(BASE, rayjob=RUNNING, immutable_changes=["spec.method"])
+        None, dataclasses.replace(BASE, training=RUNNING, immutable_changes=["spec.method"])
     )
     condition = status.condition(ConditionType.SPEC_APPLIED)
     assert condition is not None and condition.status == ConditionStatus.FALSE
@@ -132,7 +140,7 @@ def test_immutable_change_is_reported_not_applied() -> None:
 
 
 def test_unchanged_observation_gives_identical_status_and_no_events() -> None:
-    obs = dataclasses.replace(BASE, rayjob=RUNNING)
+    obs = dataclasses.replace(BASE, training=RUNNING)
     first = compute_status(None, obs)
     again = compute_status(first, dataclasses.replace(obs, now="2026-05-01T12:30:00Z"))
     assert wire(again) == wire(first)
@@ -140,11 +148,11 @@ def test_unchanged_observation_gives_identical_status_and_no_events() -> None:
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    first = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING))
+    first = compute_status(None, dataclasses.replace(BASE, training=RUNNING))
     later = compute_status(
         first,
         dataclasses.replace(
-            BASE, rayjob=SUCCEEDED, mlflow_configured=False, now="2026-05-01T13:00:00Z"
+            BASE, training=SUCCEEDED, mlflow_configured=False, now="2026-05-01T13:00:00Z"
         ),
     )
     before = first.condition(ConditionType.RAY_JOB_CREATED)
@@ -154,12 +162,12 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 
 def test_events_follow_condition_changes_with_specific_reasons() -> None:
-    created = compute_status(None, dataclasses.replace(BASE, rayjob=RUNNING))
+    created = compute_status(None, dataclasses.replace(BASE, training=RUNNING))
     events = events_for(None, created)
     reasons = {e.reason: e.type for e in events}
     assert reasons["RayJobCreated"] == "Normal" and reasons["Training"] == "Normal"
     failed_rj = observe_rayjob({"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"})
-    failed = compute_status(created, dataclasses.replace(BASE, rayjob=failed_rj))
+    failed = compute_status(created, dataclasses.replace(BASE, training=failed_rj))
     failure_events = events_for(created, failed)
     assert [e for e in failure_events if e.reason == "DeadlineExceeded"][0].type == "Warning"
     assert len([e for e in failure_events if e.reason == "DeadlineExceeded"]) == 1

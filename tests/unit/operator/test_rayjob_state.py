@@ -6,55 +6,72 @@ from typing import Any
 
 import pytest
 
-from tuneforge_operator.rayjob_state import RayJobPhase, observe_rayjob
+from tuneforge.api.status_rules import TrainingPhase
+from tuneforge_operator.rayjob_state import observe_rayjob
 
-CASES: list[tuple[dict[str, Any] | None, RayJobPhase, str]] = [
-    (None, RayJobPhase.STARTING, "ClusterStarting"),
-    ({}, RayJobPhase.STARTING, "ClusterStarting"),
-    ({"jobDeploymentStatus": "Initializing"}, RayJobPhase.STARTING, "ClusterStarting"),
-    ({"jobDeploymentStatus": "Waiting"}, RayJobPhase.STARTING, "ClusterStarting"),
-    ({"jobDeploymentStatus": "SomethingNew"}, RayJobPhase.STARTING, "ClusterStarting"),
+CASES: list[tuple[dict[str, Any] | None, TrainingPhase, str]] = [
+    (None, TrainingPhase.STARTING, "ClusterStarting"),
+    ({}, TrainingPhase.STARTING, "ClusterStarting"),
+    ({"jobDeploymentStatus": "Initializing"}, TrainingPhase.STARTING, "ClusterStarting"),
+    ({"jobDeploymentStatus": "Waiting"}, TrainingPhase.STARTING, "ClusterStarting"),
+    ({"jobDeploymentStatus": "SomethingNew"}, TrainingPhase.STARTING, "ClusterStarting"),
     (
         {"jobDeploymentStatus": "Running", "jobStatus": "PENDING"},
-        RayJobPhase.STARTING,
+        TrainingPhase.STARTING,
         "ClusterStarting",
     ),
-    ({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, RayJobPhase.RUNNING, "Training"),
+    ({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, TrainingPhase.RUNNING, "Training"),
     # A terminal Ray job under a Running deployment is not terminal yet (KubeRay finishes it).
-    ({"jobDeploymentStatus": "Running", "jobStatus": "SUCCEEDED"}, RayJobPhase.RUNNING, "Training"),
-    ({"jobDeploymentStatus": "Running", "jobStatus": "FAILED"}, RayJobPhase.RUNNING, "Training"),
+    (
+        {"jobDeploymentStatus": "Running", "jobStatus": "SUCCEEDED"},
+        TrainingPhase.RUNNING,
+        "Training",
+    ),
+    ({"jobDeploymentStatus": "Running", "jobStatus": "FAILED"}, TrainingPhase.RUNNING, "Training"),
     (
         {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"},
-        RayJobPhase.SUCCEEDED,
+        TrainingPhase.SUCCEEDED,
         "TrainingSucceeded",
     ),
-    ({"jobDeploymentStatus": "Complete", "jobStatus": "FAILED"}, RayJobPhase.FAILED, "AppFailed"),
-    ({"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"}, RayJobPhase.FAILED, "JobStopped"),
+    ({"jobDeploymentStatus": "Complete", "jobStatus": "FAILED"}, TrainingPhase.FAILED, "AppFailed"),
+    (
+        {"jobDeploymentStatus": "Complete", "jobStatus": "STOPPED"},
+        TrainingPhase.FAILED,
+        "JobStopped",
+    ),
     # The enums disagree: Complete is terminal, but without SUCCEEDED it is no success.
-    ({"jobDeploymentStatus": "Complete", "jobStatus": "RUNNING"}, RayJobPhase.FAILED, "JobFailed"),
-    ({"jobDeploymentStatus": "Complete"}, RayJobPhase.FAILED, "JobFailed"),
+    (
+        {"jobDeploymentStatus": "Complete", "jobStatus": "RUNNING"},
+        TrainingPhase.FAILED,
+        "JobFailed",
+    ),
+    ({"jobDeploymentStatus": "Complete"}, TrainingPhase.FAILED, "JobFailed"),
     (
         {"jobDeploymentStatus": "Failed", "reason": "SubmissionFailed"},
-        RayJobPhase.FAILED,
+        TrainingPhase.FAILED,
         "SubmissionFailed",
     ),
     (
         {"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"},
-        RayJobPhase.FAILED,
+        TrainingPhase.FAILED,
         "DeadlineExceeded",
     ),
-    ({"jobDeploymentStatus": "Failed", "reason": "AppFailed"}, RayJobPhase.FAILED, "AppFailed"),
-    ({"jobDeploymentStatus": "Failed", "reason": "NewReason"}, RayJobPhase.FAILED, "JobFailed"),
-    ({"jobDeploymentStatus": "Failed", "jobStatus": "SUCCEEDED"}, RayJobPhase.FAILED, "JobFailed"),
-    ({"jobDeploymentStatus": "ValidationFailed"}, RayJobPhase.FAILED, "RayJobInvalid"),
-    ({"jobDeploymentStatus": "Suspended"}, RayJobPhase.SUSPENDED, "Suspended"),
-    ({"jobDeploymentStatus": "Suspending"}, RayJobPhase.SUSPENDED, "Suspended"),
-    ({"jobDeploymentStatus": "Retrying", "failed": 1}, RayJobPhase.RETRYING, "Retrying"),
+    ({"jobDeploymentStatus": "Failed", "reason": "AppFailed"}, TrainingPhase.FAILED, "AppFailed"),
+    ({"jobDeploymentStatus": "Failed", "reason": "NewReason"}, TrainingPhase.FAILED, "JobFailed"),
+    (
+        {"jobDeploymentStatus": "Failed", "jobStatus": "SUCCEEDED"},
+        TrainingPhase.FAILED,
+        "JobFailed",
+    ),
+    ({"jobDeploymentStatus": "ValidationFailed"}, TrainingPhase.FAILED, "RayJobInvalid"),
+    ({"jobDeploymentStatus": "Suspended"}, TrainingPhase.SUSPENDED, "Suspended"),
+    ({"jobDeploymentStatus": "Suspending"}, TrainingPhase.SUSPENDED, "Suspended"),
+    ({"jobDeploymentStatus": "Retrying", "failed": 1}, TrainingPhase.RETRYING, "Retrying"),
 ]
 
 
 @pytest.mark.parametrize(("status", "phase", "reason"), CASES)
-def test_mapping(status: dict[str, Any] | None, phase: RayJobPhase, reason: str) -> None:
+def test_mapping(status: dict[str, Any] | None, phase: TrainingPhase, reason: str) -> None:
     observation = observe_rayjob(status)
     assert (observation.phase, observation.reason) == (phase, reason)
     assert observation.message
@@ -81,4 +98,4 @@ def test_times_prefer_the_ray_job_info() -> None:
     )
     assert observation.start_time == "2026-01-01T00:05:00Z"
     assert observation.end_time == "2026-01-01T01:00:00Z"
-    assert observation.terminal
+    assert observation.phase == TrainingPhase.SUCCEEDED
