@@ -9,8 +9,8 @@ from tuneforge.client.builders import (
     textual_inversion_job,
 )
 from tuneforge.client.client import Client
-from tuneforge.client.progress import TrainingProgress, parse_progress_line
 from tuneforge.client.state import JobProgress, JobState, job_state
+from tuneforge.contract.progress import TrainingProgress, parse_progress_line
 
 __all__ = [
     "AdapterVersion",

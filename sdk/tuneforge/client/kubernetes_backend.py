@@ -7,41 +7,19 @@ backend only reads and writes FineTuneJobs, lists Events, and streams pod logs.
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from tuneforge.api import GROUP, PLURAL, VERSION, FineTuneJob, FineTuneJobStatus
 from tuneforge.client.backend import JobEvent
+from tuneforge.client.kubernetes_api import api_error, kubernetes_api_client
 from tuneforge.client.kubernetes_logs import stream_job_logs
-from tuneforge.errors import BackendError, ConfigurationError, JobExistsError, JobNotFoundError
+from tuneforge.errors import JobExistsError, JobNotFoundError
 from tuneforge.settings import Settings
 
 _STATUS_FIELDS = {f.alias or n for n, f in FineTuneJobStatus.model_fields.items()} | set(
     FineTuneJobStatus.model_fields
 )
-
-
-def kubernetes_api_client(settings: Settings) -> Any:
-    """An API client from `settings.kubeconfig`, the in-cluster config, or ~/.kube/config."""
-    from kubernetes import config
-
-    try:
-        if settings.kubeconfig:
-            return config.new_client_from_config(config_file=settings.kubeconfig)  # type: ignore[no-untyped-call]
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            from kubernetes.client import ApiClient
-
-            return ApiClient()
-        except config.ConfigException:
-            return config.new_client_from_config()  # type: ignore[no-untyped-call]
-    except (config.ConfigException, FileNotFoundError) as exc:
-        raise ConfigurationError(
-            f"cannot configure the Kubernetes backend ({exc}): set TUNEFORGE_KUBECONFIG or "
-            "KUBECONFIG to a kubeconfig file, run inside a cluster, or use the embedded backend "
-            "(TUNEFORGE_BACKEND=local)"
-        ) from exc
 
 
 def job_from_object(obj: dict[str, Any]) -> FineTuneJob:
@@ -60,16 +38,6 @@ def without_empty_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [without_empty_strings(v) for v in value]
     return value
-
-
-def api_error(exc: Any, what: str) -> BackendError:
-    """A `BackendError` naming what failed, with the API server's status and message."""
-    detail = getattr(exc, "body", None) or str(exc)
-    try:
-        detail = json.loads(detail).get("message", detail)
-    except (TypeError, ValueError, AttributeError):
-        pass
-    return BackendError(f"{what}: {getattr(exc, 'status', '?')} {detail}")
 
 
 class KubernetesBackend:

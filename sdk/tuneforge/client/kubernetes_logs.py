@@ -11,25 +11,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from tuneforge.api import FineTuneJob
+from tuneforge.client.kubernetes_api import api_error
 from tuneforge.errors import JobNotFoundError
-
-if TYPE_CHECKING:
-    from tuneforge.client.kubernetes_backend import KubernetesBackend
 
 POLL_INTERVAL_S = 1.0
 CHUNK_BYTES = 16 * 1024
 _READABLE_PHASES = ("Running", "Succeeded", "Failed")
 
 
-def stream_job_logs(backend: KubernetesBackend, name: str, follow: bool) -> Iterator[str]:
+class JobPods(Protocol):
+    """What log streaming needs of the job backend: its jobs, their RayJobs, the core API."""
+
+    namespace: str
+    """Namespace of the jobs and their pods."""
+    core: Any
+    """A `kubernetes.client.CoreV1Api`."""
+
+    def get(self, name: str) -> FineTuneJob:
+        """The FineTuneJob (raises `JobNotFoundError`)."""
+        ...
+
+    def ray_job(self, ray_job_name: str) -> dict[str, Any] | None:
+        """The RayJob object, or None while it does not exist."""
+        ...
+
+
+def stream_job_logs(backend: JobPods, name: str, follow: bool) -> Iterator[str]:
     """Lines of the job's training output (see the module docstring)."""
     backend.get(name)  # JobNotFoundError now, not at the first `next()` after a wait
     return _stream(backend, name, follow)
 
 
-def _stream(backend: KubernetesBackend, name: str, follow: bool) -> Iterator[str]:
+def _stream(backend: JobPods, name: str, follow: bool) -> Iterator[str]:
     streamed: set[str] = set()
     while True:
         try:
@@ -48,11 +64,9 @@ def _stream(backend: KubernetesBackend, name: str, follow: bool) -> Iterator[str
         time.sleep(POLL_INTERVAL_S)
 
 
-def find_log_pod(backend: KubernetesBackend, ray_job_name: str | None) -> str | None:
+def find_log_pod(backend: JobPods, ray_job_name: str | None) -> str | None:
     """The readable pod holding the job's output: the submitter's, else the Ray head's."""
     from kubernetes.client import ApiException
-
-    from tuneforge.client.kubernetes_backend import api_error
 
     if not ray_job_name:
         return None
@@ -88,8 +102,6 @@ def pod_log_lines(core: Any, namespace: str, pod: str, follow: bool) -> Iterator
     is unreachable, or RBAC forbids `pods/log`).
     """
     from kubernetes.client import ApiException
-
-    from tuneforge.client.kubernetes_backend import api_error
 
     try:
         response = core.read_namespaced_pod_log(
