@@ -67,13 +67,9 @@ def owner_reference(job: FineTuneJob) -> dict[str, Any]:
     }
 
 
-def _env(job: FineTuneJob, runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "TUNEFORGE_JOB_NAME", "value": job.metadata.name},
-        {"name": "TUNEFORGE_JOB_NAMESPACE", "value": job.metadata.namespace or ""},
-        {"name": "TUNEFORGE_JOB_UID", "value": job.metadata.uid or ""},
-    ]
-    env += [{"name": name, "value": value} for name, value in sorted(runtime.env.items())]
+def _env(runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
+    """The runtime's environment: the job itself travels only in the entrypoint's JSON."""
+    env = [{"name": name, "value": value} for name, value in sorted(runtime.env.items())]
     env_from = [
         {"secretRef": {"name": secret}}
         for secret in (runtime.s3_secret_ref, runtime.mlflow_secret_ref)
@@ -90,7 +86,7 @@ def _pod_template(
     node_selector: dict[str, str],
     tolerate: bool,
 ) -> dict[str, Any]:
-    env, env_from = _env(job, runtime)
+    env, env_from = _env(runtime)
     container: dict[str, Any] = {
         "name": container_name,
         "image": runtime.image,

@@ -1,7 +1,8 @@
 """Process settings: where external services are. Never part of a FineTuneJob spec.
 
 Read from the environment (prefix `TUNEFORGE_`), with the usual AWS/MLflow variables as
-fallbacks so that the same Secret can feed MLflow's own client and TuneForge.
+fallbacks so that the same Secret can feed MLflow's own client and TuneForge. This is the one
+place that reads TuneForge's environment variables; everything else takes a `Settings`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
+"""Where `tuneforge serve` listens by default, and so where `tuneforge generate` calls."""
 
 
 class Settings(BaseSettings):
@@ -60,6 +64,20 @@ class Settings(BaseSettings):
     """Kubeconfig file for the Kubernetes backend (in-cluster config when unset and available)."""
     backend: str = "local"
     """SDK backend: `local` (embedded) or `kubernetes`."""
+    mlflow_experiment: str = "tuneforge"
+    """MLflow experiment that holds the training runs."""
+    serving_url: str = DEFAULT_SERVING_URL
+    """Serving endpoint `tuneforge generate` calls."""
+    serving_token: SecretStr | None = None
+    """Bearer token `tuneforge generate` sends (the serving app's `auth.tokenEnv` value)."""
+    serving_base_model: str | None = None
+    """Base model `tuneforge serve` loads when `--base-model` is not given."""
+    assets_cache: str | None = None
+    """Folder of the tiny-asset cache; default `$XDG_CACHE_HOME/tuneforge/assets`."""
+    xdg_cache_home: str | None = Field(
+        default=None, validation_alias=AliasChoices("XDG_CACHE_HOME")
+    )
+    """The user's cache folder (`XDG_CACHE_HOME`); `~/.cache` when unset."""
 
     def missing_s3_settings(self) -> list[str]:
         """The TUNEFORGE_S3_* variables (endpoint, access key, secret key) left unset or empty."""
@@ -93,3 +111,23 @@ class Settings(BaseSettings):
     def embedded_tracking_uri(self) -> str:
         """MLflow URI used when none is configured: a SQLite store under `home`."""
         return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI in force: the configured one, else the SQLite store."""
+        return self.mlflow_tracking_uri or self.embedded_tracking_uri()
+
+    def local_artifact_root(self) -> Path | None:
+        """Where the embedded SQLite store keeps artifacts (`home/artifacts`).
+
+        None when an MLflow server is configured: the server decides where artifacts go.
+        """
+        if self.mlflow_tracking_uri:
+            return None
+        return Path(self.home).expanduser() / "artifacts"
+
+    def assets_cache_dir(self) -> Path:
+        """The tiny-asset cache: `assets_cache`, else `<XDG cache>/tuneforge/assets`."""
+        if self.assets_cache:
+            return Path(self.assets_cache)
+        base = Path(self.xdg_cache_home) if self.xdg_cache_home else Path.home() / ".cache"
+        return base / "tuneforge" / "assets"

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tuneforge.inputs import HF_SCHEME, materialize
 from tuneforge.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 def pick_device(requested: str) -> str:
@@ -31,42 +29,15 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     ]
 
 
-def _download_s3_prefix(uri: str, target: Path, settings: Settings) -> Path:
-    """Copy every object under `s3://bucket/prefix` into target (skipped when complete)."""
-    from minio import Minio
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    marker = target / ".tuneforge-complete"
-    if marker.is_file():
-        return target
-    host, secure = settings.s3_host_and_secure()
-    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
-    client = Minio(host, access_key=settings.s3_access_key, secret_key=secret, secure=secure)
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    count = 0
-    for item in client.list_objects(bucket, prefix=prefix, recursive=True):
-        if item.object_name is None or item.is_dir:
-            continue
-        relative = item.object_name[len(prefix) :]
-        client.fget_object(bucket, item.object_name, str(target / relative))
-        count += 1
-    if count == 0:
-        raise FileNotFoundError(f"base model {uri}: no objects under that prefix")
-    marker.write_text(uri)
-    log.info("Downloaded base model", extra={"uri": uri, "files": count})
-    return target
-
-
 def locate_base_model(uri: str, cache_dir: Path, settings: Settings | None = None) -> str:
-    """A path or repo id `from_pretrained` can open for `uri` (downloading s3:// once)."""
-    if uri.startswith("s3://"):
-        safe = uri.removeprefix("s3://").replace("/", "__")
-        return str(
-            _download_s3_prefix(uri, cache_dir / "base-models" / safe, settings or Settings())
-        )
-    if uri.startswith("hf://"):
-        return uri.removeprefix("hf://")
-    path = Path(uri).expanduser()
+    """A path or repo id `from_pretrained` can open for `uri` (downloading s3:// once).
+
+    `hf://org/name` is handed to diffusers as the repo id, which fetches only the files the
+    pipeline loads; local folders and `s3://` go through `tuneforge.inputs.materialize`.
+    """
+    if uri.startswith(HF_SCHEME):
+        return uri.removeprefix(HF_SCHEME)
+    path = materialize(uri, cache_dir / "base-models", settings or Settings())
     if not (path / "model_index.json").is_file():
         raise FileNotFoundError(
             f"base_model {uri!r} is not a diffusers folder (no model_index.json); "

@@ -4,6 +4,7 @@ and against the embedded SQLite store."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import uuid
 from pathlib import Path
@@ -14,8 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from tests.fixtures.services import MlflowService, S3Service
-from tuneforge.adapter import ADAPTER_MANIFEST, LORA_WEIGHTS, AdapterManifest
-from tuneforge.embedded.environment import local_artifact_root
+from tuneforge.contract import ADAPTER_MANIFEST, LORA_WEIGHTS, AdapterManifest, AdapterRef
 from tuneforge.errors import (
     AdapterNotFoundError,
     ConfigurationError,
@@ -23,7 +23,12 @@ from tuneforge.errors import (
     StorageError,
     UnsafeArtifactError,
 )
-from tuneforge.registry import AdapterRegistry, ResolvedAdapter, parse_ref
+from tuneforge.registry import (
+    AdapterRegistry,
+    ResolvedAdapter,
+    ensure_experiment,
+    experiment_artifact_location,
+)
 from tuneforge.settings import Settings
 from tuneforge.storage import (
     S3Uri,
@@ -142,7 +147,7 @@ def _adapter_dir(root: Path, job_uid: str | None = None, extra: dict[str, bytes]
         method="lora",
         base_model="/models/tiny-sd",
         files=[LORA_WEIGHTS],
-        rank=4,
+        lora={"rank": 4, "alpha": 4.0, "target_modules": ["to_q"]},
         job_name="dogs-job",
         job_uid=job_uid,
     )
@@ -152,13 +157,12 @@ def _adapter_dir(root: Path, job_uid: str | None = None, extra: dict[str, bytes]
     return root, manifest
 
 
-def _new_run(settings: Settings, tracking_uri: str) -> str:
-    from mlflow.tracking import MlflowClient
-
-    with local_artifact_root(settings):
-        client = MlflowClient(tracking_uri=tracking_uri)
+def _new_run(registry: AdapterRegistry) -> str:
+    with registry.store.client() as client:
         name = f"registry-tests-{uuid.uuid4().hex[:8]}"
-        experiment_id = client.create_experiment(name)
+        experiment_id = client.create_experiment(
+            name, artifact_location=experiment_artifact_location(registry.settings, name)
+        )
         return str(client.create_run(experiment_id).info.run_id)
 
 
@@ -188,7 +192,7 @@ def registry(request: pytest.FixtureRequest) -> AdapterRegistry:
 def test_register_resolve_fetch_list_promote(registry: AdapterRegistry, tmp_path: Path) -> None:
     name = f"dogs-{uuid.uuid4().hex[:6]}"
     folder, manifest = _adapter_dir(tmp_path / "a1", job_uid="uid-1")
-    run_1 = _new_run(registry.settings, registry.tracking_uri)
+    run_1 = _new_run(registry)
     first = registry.register(run_1, folder, manifest, name, alias="candidate")
     assert (first.name, first.version, first.run_id) == (name, 1, run_1)
     assert first.source.endswith("/adapter")
@@ -198,7 +202,7 @@ def test_register_resolve_fetch_list_promote(registry: AdapterRegistry, tmp_path
         assert str(registry.settings.home / "artifacts") in first.source
 
     folder_2, manifest_2 = _adapter_dir(tmp_path / "a2", job_uid="uid-2")
-    run_2 = _new_run(registry.settings, registry.tracking_uri)
+    run_2 = _new_run(registry)
     second = registry.register(run_2, folder_2, manifest_2, name, tags={"team": "vision"})
     assert second.version == 2
 
@@ -208,6 +212,8 @@ def test_register_resolve_fetch_list_promote(registry: AdapterRegistry, tmp_path
     latest = registry.resolve(name)
     assert latest.version == 2 and latest.aliases == ()
     assert registry.resolve(f"models:/{name}@candidate").version == 1
+    assert registry.resolve(AdapterRef(name, alias="candidate")) == by_alias
+    assert registry.resolve(AdapterRef(name, 2)).run_id == run_2
 
     cache = tmp_path / "cache"
     fetched = registry.fetch(by_alias, cache)
@@ -233,11 +239,11 @@ def test_register_resolve_fetch_list_promote(registry: AdapterRegistry, tmp_path
 def test_register_is_idempotent_per_job_uid(registry: AdapterRegistry, tmp_path: Path) -> None:
     name = f"retry-{uuid.uuid4().hex[:6]}"
     folder, manifest = _adapter_dir(tmp_path / "a", job_uid="uid-same")
-    run_id = _new_run(registry.settings, registry.tracking_uri)
+    run_id = _new_run(registry)
     first = registry.register(run_id, folder, manifest, name)
     again = registry.register(run_id, folder, manifest, name, alias="prod")
     # A retry from another run of the same job (resume) must not register twice either.
-    other_run = _new_run(registry.settings, registry.tracking_uri)
+    other_run = _new_run(registry)
     resumed = registry.register(other_run, folder, manifest, name)
     assert first == again == resumed
     assert registry.resolve(f"{name}@prod").version == first.version  # alias still applied
@@ -257,7 +263,7 @@ def test_unknown_refs_raise_adapter_not_found(
 ) -> None:
     name = f"known-{uuid.uuid4().hex[:6]}"
     folder, manifest = _adapter_dir(tmp_path / "a", job_uid=uuid.uuid4().hex)
-    registry.register(_new_run(registry.settings, registry.tracking_uri), folder, manifest, name)
+    registry.register(_new_run(registry), folder, manifest, name)
     reference = ref.format(name=name)
     with pytest.raises(AdapterNotFoundError) as info:
         registry.resolve(reference)
@@ -271,7 +277,7 @@ def test_unknown_refs_raise_adapter_not_found(
 @pytest.mark.parametrize("bad", ["pytorch_model.bin", "weights.pt", "model.pkl"])
 def test_register_refuses_pickles(registry: AdapterRegistry, tmp_path: Path, bad: str) -> None:
     folder, manifest = _adapter_dir(tmp_path / "a", job_uid="uid-x", extra={bad: b"\x80\x04."})
-    run_id = _new_run(registry.settings, registry.tracking_uri)
+    run_id = _new_run(registry)
     with pytest.raises(UnsafeArtifactError, match=bad.replace(".", r"\.")):
         registry.register(run_id, folder, manifest, f"unsafe-{uuid.uuid4().hex[:6]}")
 
@@ -281,7 +287,7 @@ def test_fetch_refuses_pickles_planted_in_the_source(
 ) -> None:
     name = f"planted-{uuid.uuid4().hex[:6]}"
     folder, manifest = _adapter_dir(tmp_path / "a", job_uid=uuid.uuid4().hex)
-    run_id = _new_run(server_registry.settings, server_registry.tracking_uri)
+    run_id = _new_run(server_registry)
     registered = server_registry.register(run_id, folder, manifest, name)
     uri = S3Uri.parse(registered.source)
     mlflow_server.s3.client().put_object(uri.bucket, uri.key("evil.pkl"), io.BytesIO(b"x"), 1)
@@ -295,7 +301,7 @@ def test_fetch_refuses_pickles_in_a_local_source(
 ) -> None:
     name = f"planted-{uuid.uuid4().hex[:6]}"
     folder, manifest = _adapter_dir(tmp_path / "a", job_uid=uuid.uuid4().hex)
-    run_id = _new_run(embedded_registry.settings, embedded_registry.tracking_uri)
+    run_id = _new_run(embedded_registry)
     registered = embedded_registry.register(run_id, folder, manifest, name)
     source = Path(registered.source.removeprefix("file://"))
     (source / "optimizer.pt").write_bytes(b"x")
@@ -313,21 +319,27 @@ def test_reachable_registries_pass_the_check(registry: AdapterRegistry) -> None:
     registry.check_reachable()
 
 
-@pytest.mark.parametrize(
-    ("ref", "parts"),
-    [
-        ("dogs", ("dogs", None, None)),
-        ("dogs/3", ("dogs", 3, None)),
-        ("dogs@prod", ("dogs", None, "prod")),
-        ("models:/dogs@prod", ("dogs", None, "prod")),
-        ("team/dogs", ("team/dogs", None, None)),
-    ],
-)
-def test_parse_ref(ref: str, parts: tuple[str, int | None, str | None]) -> None:
-    assert parse_ref(ref) == parts
+def test_embedded_store_keeps_artifacts_under_home_and_leaves_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("_MLFLOW_SERVER_ARTIFACT_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)  # MLflow's default root would be ./mlruns here
+    before = dict(os.environ)
+    home = tmp_path / "home"
+    registry = AdapterRegistry(Settings(home=home, mlflow_tracking_uri=None))
+    assert registry.list_adapters() == []
+    with registry.store.client() as client:
+        assert client.get_experiment("0").artifact_location.startswith(str(home / "artifacts"))
+        experiment_id = ensure_experiment(client, registry.settings)
+        assert ensure_experiment(client, registry.settings) == experiment_id
+        run = client.create_run(experiment_id)
+    assert run.info.artifact_uri.startswith(str(home / "artifacts" / "tuneforge"))
+    assert dict(os.environ) == before
+    assert not (tmp_path / "mlruns").exists()
 
 
-@pytest.mark.parametrize("ref", ["", "@prod", "dogs@"])
-def test_parse_ref_rejects_malformed(ref: str) -> None:
-    with pytest.raises(ValueError, match="name/VERSION or name@alias"):
-        parse_ref(ref)
+def test_a_configured_server_gets_no_local_artifact_location(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:5000")
+    assert experiment_artifact_location(settings, "tuneforge") is None
+    local = Settings(home=tmp_path, mlflow_tracking_uri=None)
+    assert experiment_artifact_location(local, "a/b c") == str(tmp_path / "artifacts" / "a_b_c")

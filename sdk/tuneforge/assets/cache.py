@@ -7,7 +7,6 @@ publishes it with one rename; the loser of a race discards its copy and uses the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tuneforge.assets.tiny_dataset import (
@@ -16,19 +15,15 @@ from tuneforge.assets.tiny_dataset import (
     tiny_dataset_info,
 )
 from tuneforge.assets.tiny_model import TINY_MODEL_VERSION, build_tiny_model, tiny_model_info
+from tuneforge.settings import Settings
 
 CACHE_ENV = "TUNEFORGE_ASSETS_CACHE"
-"""Environment variable that overrides the cache folder."""
+"""Environment variable that overrides the cache folder (read by `Settings.assets_cache`)."""
 
 
-def assets_cache_dir() -> Path:
+def assets_cache_dir(settings: Settings | None = None) -> Path:
     """`$TUNEFORGE_ASSETS_CACHE`, else `$XDG_CACHE_HOME/tuneforge/assets`, else `~/.cache/...`."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "tuneforge" / "assets"
+    return (settings or Settings()).assets_cache_dir()
 
 
 def cached_tiny_model(seed: int = 0, cache_dir: Path | None = None) -> Path:

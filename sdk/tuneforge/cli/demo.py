@@ -112,6 +112,7 @@ def demo(
 
     err.print("[3/4] serving the adapter with Ray Serve…")
     from tuneforge.client.generate import AdapterSelection, generate_png
+    from tuneforge.contract import AdapterRef
     from tuneforge.embedded.serving import serving_config, start_serving
 
     handle = start_serving(
@@ -124,7 +125,7 @@ def demo(
         images = {}
         for label, adapters in (
             ("base", []),
-            ("lora", [AdapterSelection(name=DEMO_MODEL, alias=DEMO_ALIAS)]),
+            ("lora", [AdapterSelection(AdapterRef(DEMO_MODEL, alias=DEMO_ALIAS))]),
         ):
             images[label] = generate_png(
                 INSTANCE_PROMPT,

@@ -44,15 +44,13 @@ BackendOption = typer.Option(
     None,
     "--backend",
     "-b",
-    envvar="TUNEFORGE_BACKEND",
-    help="Job backend: local (embedded, the default) or kubernetes.",
+    help="Job backend: local (embedded) or kubernetes [default: TUNEFORGE_BACKEND, else local].",
 )
 NamespaceOption = typer.Option(
     None,
     "--namespace",
     "-n",
-    envvar="TUNEFORGE_NAMESPACE",
-    help="Kubernetes namespace (kubernetes backend).",
+    help="Kubernetes namespace (kubernetes backend) [default: TUNEFORGE_NAMESPACE, else default].",
 )
 OutputOption = typer.Option(
     OutputFormat.TABLE, "--output", "-o", help="Output format: table, wide, yaml, json or name."

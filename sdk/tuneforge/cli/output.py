@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from tuneforge.api import FineTuneJob
-from tuneforge.client.adapters import RegisteredAdapter
 from tuneforge.client.backend import JobEvent
 from tuneforge.client.state import JobProgress
+from tuneforge.registry import RegisteredAdapter
 
 
 class OutputFormat(str, Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import typer
 import yaml
 
 from tuneforge.cli.jobs import err, handle_errors, out
-from tuneforge.client.generate import DEFAULT_SERVING_URL, AdapterSelection, generate_png
+from tuneforge.client.generate import AdapterSelection, generate_png
 from tuneforge.settings import Settings
 
 
@@ -19,8 +18,8 @@ def serve(
     base_model: str | None = typer.Option(
         None,
         "--base-model",
-        envvar="TUNEFORGE_SERVING_BASE_MODEL",
-        help="Base model folder (or s3:// / hf:// URI) the adapters were trained on.",
+        help="Base model folder (or s3:// / hf:// URI) the adapters were trained on "
+        "[default: TUNEFORGE_SERVING_BASE_MODEL].",
     ),
     config: Path | None = typer.Option(
         None, "--config", help="YAML file of serving settings (build_app args); flags win."
@@ -38,7 +37,12 @@ def serve(
         if not isinstance(loaded, dict):
             raise ValueError(f"{config}: expected a mapping of serving settings")
         extra.update(loaded)
-    model = base_model or extra.pop("base_model", None) or extra.pop("baseModel", None)
+    model = (
+        base_model
+        or extra.pop("base_model", None)
+        or extra.pop("baseModel", None)
+        or settings.serving_base_model
+    )
     if not model:
         raise ValueError(
             "no base model: pass --base-model PATH (the model the adapters were trained on) "
@@ -67,8 +71,10 @@ def generate(
         help="NAME, NAME@ALIAS or NAME/VERSION, optionally =WEIGHT; repeatable.",
     ),
     output: Path = typer.Option(Path("out.png"), "--output", "-o", help="PNG file to write."),
-    url: str = typer.Option(
-        DEFAULT_SERVING_URL, "--url", envvar="TUNEFORGE_SERVING_URL", help="Serving endpoint."
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="Serving endpoint [default: TUNEFORGE_SERVING_URL, else http://127.0.0.1:8000].",
     ),
     steps: int = typer.Option(25, "--steps", help="Denoising steps."),
     guidance_scale: float = typer.Option(7.5, "--guidance-scale", help="Classifier-free guidance."),
@@ -78,17 +84,19 @@ def generate(
     negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="Negative prompt."),
 ) -> None:
     """Generate one image through a running serving endpoint and write it as PNG."""
+    settings = Settings()
+    token = settings.serving_token.get_secret_value() if settings.serving_token else None
     png = generate_png(
         prompt,
         [AdapterSelection.parse(a) for a in adapter],
-        url=url,
+        url=url or settings.serving_url,
         steps=steps,
         guidance_scale=guidance_scale,
         width=width,
         height=height,
         seed=seed,
         negative_prompt=negative_prompt,
-        token=os.environ.get("TUNEFORGE_SERVING_TOKEN") or None,
+        token=token or None,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(png)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, load_job
-from tuneforge.client.adapters import AdapterCatalog, RegisteredAdapter
 from tuneforge.client.backend import JobBackend, JobEvent
 from tuneforge.client.state import JobProgress
 from tuneforge.errors import ConfigurationError, JobFailedError, WaitTimeoutError
+from tuneforge.registry import AdapterRegistry, RegisteredAdapter
 from tuneforge.settings import Settings
 
 BACKENDS = ("local", "kubernetes")
@@ -132,11 +132,11 @@ class Client:
 
     def adapters(self) -> builtins.list[RegisteredAdapter]:
         """Registered adapters (models, versions, aliases) in the configured MLflow."""
-        return AdapterCatalog(self.settings).list()
+        return AdapterRegistry(self.settings).describe_adapters()
 
     def promote(self, model: str, version: str | int, alias: str) -> None:
         """Point `alias` (e.g. `production`) of a registered adapter at `version`."""
-        AdapterCatalog(self.settings).promote(model, version, alias)
+        AdapterRegistry(self.settings).promote(model, version, alias)
 
 
 def as_job(source: JobSource) -> FineTuneJob:

@@ -6,14 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tuneforge.contract import AdapterRef
 from tuneforge.errors import AdapterNotFoundError, TuneForgeError
+from tuneforge.settings import DEFAULT_SERVING_URL
 
-DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
-_REF = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
-    r"(?:@(?P<alias>[A-Za-z][A-Za-z0-9_-]*)|/(?P<version>[0-9]+))?"
-    r"(?:=(?P<weight>-?[0-9]*\.?[0-9]+))?$"
-)
+_SELECTION = re.compile(r"^(?P<ref>[^=]+?)(?:=(?P<weight>-?[0-9]*\.?[0-9]+))?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 class ServingError(TuneForgeError):
@@ -28,38 +27,38 @@ class ServingError(TuneForgeError):
 
 @dataclass(frozen=True)
 class AdapterSelection:
-    """One adapter of a generate request: `name`, `name@alias` or `name/version`, with a weight."""
+    """One adapter of a generate request: a reference (`name`, `name@alias`, `name/3`), a weight."""
 
-    name: str
-    alias: str | None = None
-    version: int | None = None
+    ref: AdapterRef
+    """The registered adapter version to apply."""
     weight: float = 1.0
+    """LoRA scale for this request."""
 
     @classmethod
     def parse(cls, text: str) -> AdapterSelection:
         """Parse `NAME`, `NAME@ALIAS` or `NAME/VERSION`, each optionally `=WEIGHT` (e.g. `dog@prod=0.8`)."""
-        match = _REF.match(text.strip())
-        if match is None:
+        match = _SELECTION.match(text.strip())
+        try:
+            if match is None:
+                raise ValueError(text)
+            ref = AdapterRef.parse(match["ref"])
+            if not _NAME.match(ref.name) or (ref.alias and not _ALIAS.match(ref.alias)):
+                raise ValueError(text)
+        except ValueError:
             raise ValueError(
                 f"adapter {text!r}: use NAME, NAME@ALIAS or NAME/VERSION, optionally =WEIGHT "
                 "(e.g. dog-lora@production=0.8)"
-            )
-        version = match.group("version")
-        weight = match.group("weight")
-        return cls(
-            name=match.group("name"),
-            alias=match.group("alias"),
-            version=int(version) if version else None,
-            weight=float(weight) if weight else 1.0,
-        )
+            ) from None
+        weight = match["weight"]
+        return cls(ref, float(weight) if weight else 1.0)
 
     def to_wire(self) -> dict[str, Any]:
         """The request's JSON for this adapter."""
-        data: dict[str, Any] = {"name": self.name, "weight": self.weight}
-        if self.alias:
-            data["alias"] = self.alias
-        if self.version is not None:
-            data["version"] = self.version
+        data: dict[str, Any] = {"name": self.ref.name, "weight": self.weight}
+        if self.ref.alias:
+            data["alias"] = self.ref.alias
+        if self.ref.version is not None:
+            data["version"] = self.ref.version
         return data
 
 

@@ -8,22 +8,18 @@ With no configuration, everything lives under `Settings.home` (`~/.tuneforge`):
     <home>/ray/         Ray's temporary files for embedded runs
 
 Configured services (S3, an MLflow server, a Ray cluster) are passed through unchanged,
-so the trainer and serving app see exactly the settings a cluster would give them.
+so the trainer and serving app see exactly the settings a cluster would give them. The
+local store's artifact root is given to MLflow explicitly (see `tuneforge.registry.mlflow_store`),
+never through MLflow's private environment variables.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from tuneforge.settings import Settings
-
-#: MLflow reads the artifact root of a SQLite store from this (private) variable; without it
-#: the root is `./mlruns` relative to whichever process first creates the store.
-MLFLOW_ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 _PASSED_THROUGH = {
     "s3_endpoint": "TUNEFORGE_S3_ENDPOINT",
@@ -35,29 +31,36 @@ _PASSED_THROUGH = {
 
 def tracking_uri(settings: Settings) -> str:
     """The MLflow tracking URI in force: the configured one, else the SQLite store under home."""
-    return settings.mlflow_tracking_uri or settings.embedded_tracking_uri()
-
-
-def artifact_root(settings: Settings) -> Path:
-    """Where a local MLflow store keeps artifacts."""
-    return Path(settings.home).expanduser() / "artifacts"
+    return settings.resolved_tracking_uri()
 
 
 def prepare_home(settings: Settings) -> Path:
-    """Create the state directory (and its artifact folder); return it."""
+    """Create the state directory, and the local MLflow store with the training experiment.
+
+    The experiment is created here with its artifact location under home, so the trainer
+    finds it by name and no MLflow default (`./mlruns`) applies. With a configured MLflow
+    server nothing is created there.
+    """
+    from tuneforge.registry.mlflow_store import MlflowStore, ensure_experiment
+
     home = Path(settings.home).expanduser()
-    artifact_root(settings).mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    if settings.local_artifact_root() is not None:
+        store = MlflowStore(settings)
+        with store.client() as client:
+            ensure_experiment(client, settings)
     return home
 
 
 def child_environment(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a trainer or serving process started by embedded mode."""
     env = dict(os.environ if base is None else base)
-    home = prepare_home(settings)
+    home = Path(settings.home).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
     env["TUNEFORGE_HOME"] = str(home)
     env["TUNEFORGE_MLFLOW_TRACKING_URI"] = tracking_uri(settings)
     env["MLFLOW_TRACKING_URI"] = tracking_uri(settings)
-    env.setdefault(MLFLOW_ARTIFACT_ROOT_ENV, str(artifact_root(settings)))
+    env["TUNEFORGE_MLFLOW_EXPERIMENT"] = settings.mlflow_experiment
     for field, variable in _PASSED_THROUGH.items():
         value = getattr(settings, field)
         if value:
@@ -79,21 +82,3 @@ def child_environment(settings: Settings, base: dict[str, str] | None = None) ->
     if venv_bin not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     return env
-
-
-@contextlib.contextmanager
-def local_artifact_root(settings: Settings) -> Iterator[None]:
-    """While open, an in-process MLflow client on the SQLite store uses home's artifact root."""
-    if settings.mlflow_tracking_uri:
-        yield
-        return
-    prepare_home(settings)
-    previous = os.environ.get(MLFLOW_ARTIFACT_ROOT_ENV)
-    os.environ[MLFLOW_ARTIFACT_ROOT_ENV] = str(artifact_root(settings))
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(MLFLOW_ARTIFACT_ROOT_ENV, None)
-        else:
-            os.environ[MLFLOW_ARTIFACT_ROOT_ENV] = previous

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from tuneforge.api import MlflowStatus
-from tuneforge.embedded.environment import local_artifact_root
+from tuneforge.contract import job_run_filter
+from tuneforge.errors import RegistryError
+from tuneforge.registry.mlflow_store import MlflowStore
 from tuneforge.settings import Settings
-
-JOB_UID_TAG = "tuneforge.job_uid"
 
 
 def find_job_result(tracking_uri: str, job_uid: str, settings: Settings) -> MlflowStatus | None:
-    """The job's MLflow run (tagged `tuneforge.job_uid`) and the newest version from it."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    """The job's MLflow run (tagged with its uid) and the newest version registered from it.
 
-    with local_artifact_root(settings):
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        try:
+    `tracking_uri` overrides the one in `settings`. None when MLflow has no run for the job or
+    cannot answer.
+    """
+    from mlflow.exceptions import MlflowException
+
+    store = MlflowStore(settings.model_copy(update={"mlflow_tracking_uri": tracking_uri}))
+    try:
+        with store.client() as client:
             experiment_ids = [e.experiment_id for e in client.search_experiments()]
             runs = client.search_runs(
                 experiment_ids,
-                filter_string=f"tags.`{JOB_UID_TAG}` = '{job_uid}'",
+                filter_string=job_run_filter(job_uid),
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
             )
@@ -28,8 +31,8 @@ def find_job_result(tracking_uri: str, job_uid: str, settings: Settings) -> Mlfl
                 return None
             run_id = runs[0].info.run_id
             versions = client.search_model_versions(f"run_id = '{run_id}'")
-        except MlflowException:
-            return None
+    except (MlflowException, RegistryError):
+        return None
     if not versions:
         return MlflowStatus(run_id=run_id)
     newest = max(versions, key=lambda v: int(v.version))

@@ -60,7 +60,8 @@ def test_list_get_describe_and_delete(home: Path) -> None:
     selected = runner.invoke(app, ["list", "-l", "team=vision", "-o", "name"])
     assert selected.output == "finetunejob/alpha\n"
     as_json = json.loads(runner.invoke(app, ["get", "beta", "-o", "json"]).output)
-    assert as_json["status"]["conditions"][0]["message"] == "boom"
+    conditions = {c["type"]: c for c in as_json["status"]["conditions"]}
+    assert conditions["Succeeded"]["message"] == "boom"
     as_yaml = yaml.safe_load(runner.invoke(app, ["get", "alpha", "-o", "yaml"]).output)
     assert as_yaml["metadata"]["labels"] == {"team": "vision"}
     described = runner.invoke(app, ["describe", "beta"])
@@ -130,7 +131,7 @@ def test_adapters_and_promote_on_an_empty_local_registry(home: Path) -> None:
     assert (home / "mlflow.db").is_file()  # the embedded SQLite store lives under home
     promoted = runner.invoke(app, ["promote", "ghost", "1", "production"])
     assert promoted.exit_code == 1
-    assert "no version 1 of registered model 'ghost'" in promoted.output
+    assert "registered model 'ghost' has no version 1" in promoted.output
 
 
 def test_generate_refuses_bad_adapter_references_and_unreachable_endpoints(
