@@ -1,6 +1,6 @@
 """Operator throughput: 200 FineTuneJobs created at once -> time until all RayJobs exist.
 
-Starts its own etcd + kube-apiserver + controller-manager (the `kube` fixture's helper),
+Starts its own etcd + kube-apiserver + controller-manager (`_kube.py` beside this file),
 runs `python -m tuneforge_operator` against it (one namespace, no MLflow, no KubeRay: only
 the create path is measured), creates the jobs from 8 client threads (one keep-alive TLS
 connection each, as kubectl or client-go would), and watches RayJobs with a streaming watch.
@@ -19,7 +19,8 @@ Also prints, for the burst (first POST to last RayJob): the API server's request
 verb and resource with their mean time inside the server, and the CPU seconds of etcd,
 kube-apiserver, the controller-manager, the operator and this client, with the load
 average before it (the machine is shared: read latencies against them). Runtimes are read
-with the test harness's cache of 0 s (every burst reads the ConfigMap; the default is 5 s).
+with a cache of 0 s, as in the operator's integration tests (every burst reads the ConfigMap;
+the default is 5 s).
 Last line: `p95_s=... total_s=... rss_mb=...` (targets:
 p95 <= 0.5 s, total <= 20 s, RSS <= 150 MB; RSS is the operator process's peak resident
 set, VmHWM of the `python -m tuneforge_operator` process alone).
@@ -48,17 +49,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "sdk"), str(REPO_ROOT / "operator")]
-
-from tests.fixtures._kube_start import start_kube_cluster  # noqa: E402
-from tests.integration.operator.harness import (  # noqa: E402
-    JOBS,
-    RAYJOBS,
-    OperatorProcess,
-    install_runtimes,
-    job_manifest,
-)
+from _kube import KubeControlPlane, start_control_plane
+from _operator_process import JOBS, RAYJOBS, OperatorProcess, install_runtimes, job_manifest
 
 _METRIC_LINE = re.compile(
     r"^apiserver_request_(?P<name>total|duration_seconds_sum)\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
@@ -91,18 +83,18 @@ def _tree_cpu_s(pid: int) -> float:
     return total
 
 
-def _cluster_cpu_s(kube: Any) -> dict[str, float]:
+def _cluster_cpu_s(kube: KubeControlPlane) -> dict[str, float]:
     return {name: _tree_cpu_s(proc.pid) for name, proc in kube.processes.items()}
 
 
-def _apiserver_requests(kube) -> tuple[Counter[str], Counter[str]]:
+def _apiserver_requests(kube: KubeControlPlane) -> tuple[Counter[str], Counter[str]]:
     """Requests and their summed server-side seconds by `VERB resource[/subresource]`.
 
     From the API server's own metrics (`apiserver_request_total`, `..._duration_seconds_sum`);
     watches and lists are left out.
     """
-    response = kube.request("GET", "/metrics", accept="text/plain")
-    text = response.body if isinstance(response.body, str) else ""
+    _, answer = kube.request("GET", "/metrics", accept="text/plain")
+    text = answer if isinstance(answer, str) else ""
     counts: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     for line in text.splitlines():
@@ -122,7 +114,7 @@ def _apiserver_requests(kube) -> tuple[Counter[str], Counter[str]]:
 
 
 def _watch(
-    kube,
+    kube: KubeControlPlane,
     collection: str,
     seen: dict[str, float],
     expected: int,
@@ -132,7 +124,7 @@ def _watch(
     """Record when each object first satisfies `arrived` (on this process's clock)."""
     request = urllib.request.Request(f"{kube.host}{collection}?watch=1")
     request.add_header("Authorization", f"Bearer {kube.token}")
-    with kube.rest._opener.open(request, timeout=120) as stream:
+    with kube.opener.open(request, timeout=120) as stream:
         for line in stream:
             event = json.loads(line)
             if event.get("type") in ("ADDED", "MODIFIED") and arrived(event["object"]):
@@ -148,7 +140,7 @@ class _KeepAliveClient(threading.local):
     API server with work no real client causes.)
     """
 
-    def __init__(self, kube: Any) -> None:
+    def __init__(self, kube: KubeControlPlane) -> None:
         url = urllib.parse.urlsplit(kube.host)
         context = ssl.create_default_context(cafile=str(kube.ca_file))
         self._connection = http.client.HTTPSConnection(url.hostname, url.port, context=context)
@@ -201,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="operator-bench-"))
-    kube = start_kube_cluster(work / "kube")
+    kube = start_control_plane(work / "kube")
     operator: OperatorProcess | None = None
     try:
         namespace = kube.create_namespace("bench")
