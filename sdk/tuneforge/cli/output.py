@@ -14,6 +14,7 @@ from rich.table import Table
 from tuneforge.api import FineTuneJob
 from tuneforge.client.backend import JobEvent
 from tuneforge.client.state import JobProgress
+from tuneforge.contract import AdapterRef
 from tuneforge.registry import RegisteredAdapter
 
 
@@ -100,7 +101,8 @@ def job_row(job: FineTuneJob, wide: bool = False) -> list[str]:
     mlflow = status.mlflow if status else None
     model = "-"
     if mlflow is not None and mlflow.model_name:
-        model = f"{mlflow.model_name}/{mlflow.model_version or '?'}"
+        known = AdapterRef.of(mlflow.model_name, mlflow.model_version)
+        model = str(known) if known.pinned else f"{known.name}/?"
     row = [
         job.name,
         job.spec.method.value,
