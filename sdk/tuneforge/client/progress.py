@@ -10,20 +10,7 @@ import time
 from collections import deque
 from dataclasses import replace
 
-from tuneforge.contract.progress import (
-    TrainingProgress,
-    TrainingResult,
-    parse_progress_line,
-    parse_result_line,
-)
-
-__all__ = [  # the contract's names stay importable here until every caller imports the contract
-    "EtaEstimator",
-    "TrainingProgress",
-    "TrainingResult",
-    "parse_progress_line",
-    "parse_result_line",
-]
+from tuneforge.contract.progress import TrainingProgress
 
 
 class EtaEstimator:
