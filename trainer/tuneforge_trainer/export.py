@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.adapter import ADAPTER_MANIFEST, AdapterManifest
 from tuneforge.api import FineTuneJob
+from tuneforge.contract import ADAPTER_MANIFEST, AdapterManifest
 from tuneforge_trainer.methods import TrainingMethod
 
 
@@ -23,14 +23,16 @@ def export_adapter(
     out_dir.mkdir(parents=True, exist_ok=True)
     exported = method.export(state, out_dir)
     manifest = AdapterManifest(
-        method=method.manifest_method,
+        method=method.method.value,
         base_model=job.spec.base_model.uri,
         base_model_fingerprint=method.components.fingerprint,
         files=exported.files,
+        lora=exported.lora,
+        embeddings=exported.embeddings,
+        full_model=exported.full_model,
         steps=steps,
         job_name=job.name,
         job_uid=job_uid,
-        **exported.manifest_fields,
     )
     write_manifest(manifest, out_dir)
     return manifest

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tuneforge.api import FineTuneJob
+from tuneforge.contract import Metric
 from tuneforge.settings import Settings
 from tuneforge_trainer.batches import LatentEncoder, micro_batch_loss, micro_batches
 from tuneforge_trainer.checkpoints import (
@@ -29,7 +30,7 @@ from tuneforge_trainer.context import WorkerContext
 from tuneforge_trainer.data import ExampleSource, instance_root, read_records
 from tuneforge_trainer.export import export_adapter
 from tuneforge_trainer.inputs import materialize
-from tuneforge_trainer.methods import DreamBoothMethod, TrainingMethod, build_method
+from tuneforge_trainer.methods import TrainingMethod, build_method
 from tuneforge_trainer.plan import WorkerPlan
 from tuneforge_trainer.progress import ProgressPrinter
 from tuneforge_trainer.strategies import TrainingStrategy, build_strategy
@@ -112,7 +113,7 @@ class _Trainer:
         self.spec = self.job.spec
         self.settings = settings
         self.tracker = (
-            RunTracker(plan.tracking_uri, plan.run_id)
+            RunTracker(plan.tracking_uri, plan.run_id, settings)
             if self.world.is_main and plan.tracking_uri and plan.run_id
             else None
         )
@@ -147,9 +148,12 @@ class _Trainer:
         device = self.world.device
         model.to(device)
         components.vae.to(device)
-        full_model = isinstance(self.method, DreamBoothMethod) and not self.method.export_lora
         self.strategy: TrainingStrategy = build_strategy(
-            self.spec.resources.strategy, self.world, training, full_model=full_model
+            self.spec.resources.strategy,
+            self.world,
+            training,
+            full_model=self.method.trains_full_model,
+            zero_stage=self.plan.zero_stage,
         )
         self.strategy.setup(model, self.trainable, self._optimizer)
         if optimizer_state is not None:
@@ -206,7 +210,12 @@ class _Trainer:
             self.lr_scheduler.step()
             last_loss = sum(losses) / len(losses)
             images_per_s = images_per_step / max(time.perf_counter() - started, 1e-9)
-            metrics = {"step": step, "loss": last_loss, "lr": lr, "images_per_s": images_per_s}
+            metrics = {
+                Metric.STEP: step,
+                Metric.LOSS: last_loss,
+                Metric.LEARNING_RATE: lr,
+                Metric.IMAGES_PER_S: images_per_s,
+            }
             if self.world.is_main:
                 printer.step(step, last_loss, lr, images_per_s)
                 if self.tracker is not None:
@@ -217,7 +226,7 @@ class _Trainer:
             self.maybe_validate(step)
         if last_saved != training.max_steps:
             # Resumed at maxSteps (a rerun of a finished job): report the final state again.
-            self.checkpoint(training.max_steps, {"step": training.max_steps})
+            self.checkpoint(training.max_steps, {Metric.STEP: training.max_steps})
         return WorkerOutcome(self.start_step, training.max_steps, last_loss)
 
     def checkpoint(self, step: int, metrics: dict[str, Any]) -> None:

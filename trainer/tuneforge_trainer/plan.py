@@ -53,6 +53,8 @@ class WorkerPlan(BaseModel):
     """The job's MLflow run."""
     threads: int = Field(default=1, ge=1)
     """torch intra-op threads per worker (the CPUs Ray gave it)."""
+    zero_stage: int | None = Field(default=None, ge=0, le=3)
+    """DeepSpeed ZeRO stage forced by `TrainerSettings.deepspeed_zero_stage`; None: by method."""
 
     def load_job(self) -> FineTuneJob:
         """The validated job."""

@@ -2,8 +2,9 @@
 
 Checked on the driver before Ray starts a worker: S3 credentials and reachability (when any
 URI or the checkpoint storage is on S3), MLflow reachability, the dataset (empty, unreadable
-or corrupt images, images smaller than the resolution, missing captions), LoRA target
-modules (against the UNet built from its config), and textual-inversion tokens.
+or corrupt images, images smaller than the resolution, missing captions), the base model's
+parts, and the method's own settings (`TrainingMethod.preflight`: LoRA target modules
+against the UNet built from its config, textual-inversion tokens).
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.api import FineTuneJob, Method
+from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
-from tuneforge_trainer.components import load_tokenizer, unet_module_names
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
 from tuneforge_trainer.inputs import is_s3, materialize
-from tuneforge_trainer.methods.textual_inversion import (
-    initializer_id,
-    placeholder_tokens,
-    token_in_vocabulary,
-)
+from tuneforge_trainer.methods import method_class
 
 MAX_LISTED = 10
 
@@ -109,7 +105,7 @@ def check_dataset(job: FineTuneJob, dataset_dir: Path) -> None:
             f"spec.dataset.resolution={dataset.resolution}: {_listing(problems.too_small)}; "
             "lower the resolution or use larger images"
         )
-    if job.spec.method != Method.TEXTUAL_INVERSION and not dataset.instance_prompt:
+    if method_class(job.spec.method).captions_required and not dataset.instance_prompt:
         uncaptioned = [r.path.name for r in read_records(folder) if not r.caption]
         if uncaptioned:
             raise InvalidTrainingInput(
@@ -117,44 +113,6 @@ def check_dataset(job: FineTuneJob, dataset_dir: Path) -> None:
                 f"file ({_listing(uncaptioned)}) and spec.dataset.instancePrompt is unset; "
                 "add <image>.txt captions or set instancePrompt"
             )
-
-
-def check_lora_targets(job: FineTuneJob, model_dir: Path) -> None:
-    """Every `lora.targetModules` entry names at least one Linear/Conv layer of the UNet."""
-    lora = job.spec.effective_lora()
-    if lora is None:
-        return
-    modules = unet_module_names(model_dir)
-    layers = {name: kind for name, kind in modules.items() if kind in {"Linear", "Conv2d"}}
-    unknown = [
-        target
-        for target in lora.target_modules
-        if not any(name == target or name.endswith("." + target) for name in layers)
-    ]
-    if unknown:
-        known = sorted({name.rsplit(".", 1)[-1] for name in layers if ".attn" in name})
-        raise InvalidTrainingInput(
-            f"spec.lora.targetModules: {unknown} match no Linear or Conv2d layer of the UNet; "
-            f"attention layers are named {known} (also 'to_out.0', 'proj_in', 'ff.net.2', ...)"
-        )
-
-
-def check_tokens(job: FineTuneJob, model_dir: Path) -> None:
-    """Placeholder tokens are new; the initializer is one existing token."""
-    ti = job.spec.textual_inversion
-    if job.spec.method != Method.TEXTUAL_INVERSION or ti is None:
-        return
-    tokenizer = load_tokenizer(model_dir)
-    clashes = [token for token in placeholder_tokens(ti) if token_in_vocabulary(tokenizer, token)]
-    if clashes:
-        raise InvalidTrainingInput(
-            f"spec.textualInversion.placeholderToken: {clashes} already in the vocabulary of "
-            f"{job.spec.base_model.uri}; pick a new token such as '<my-concept>'"
-        )
-    try:
-        initializer_id(tokenizer, ti.initializer_token)
-    except ValueError as error:
-        raise InvalidTrainingInput(f"spec.{error}") from error
 
 
 def check_model(job: FineTuneJob, model_dir: Path) -> None:
@@ -189,6 +147,5 @@ def preflight(
             f"spec.baseModel.uri {job.spec.base_model.uri}: {error}"
         ) from error
     check_model(job, model_dir)
-    check_lora_targets(job, model_dir)
-    check_tokens(job, model_dir)
+    method_class(job.spec.method).preflight(job.spec, model_dir)
     return PreparedInputs(model_dir=model_dir, dataset_dir=dataset_dir)

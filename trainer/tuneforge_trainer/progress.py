@@ -1,35 +1,18 @@
 """Machine-readable progress lines on stdout, beside the MLflow metrics.
 
-Every line starts with `PROGRESS_PREFIX` and ends with one JSON object, so a parser can find
-it behind Ray's `(RayTrainWorker pid=…)` prefix:
+The line format is the contract's (`tuneforge.contract.format_progress` / `format_result`);
+this module times the run and writes the lines:
 
     tuneforge-progress {"event": "progress", "step": 3, "total_steps": 10, "loss": 0.12, ...}
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
-PROGRESS_PREFIX = "tuneforge-progress "
-RESULT_PREFIX = "tuneforge-result "
-
-
-def format_event(prefix: str, event: str, **fields: Any) -> str:
-    """One progress or result line (no newline)."""
-    return prefix + json.dumps({"event": event, **fields}, sort_keys=False)
-
-
-def parse_event(line: str) -> dict[str, Any] | None:
-    """The JSON object of a progress or result line, or None for any other line."""
-    for prefix in (PROGRESS_PREFIX, RESULT_PREFIX):
-        start = line.find(prefix)
-        if start >= 0:
-            data = json.loads(line[start + len(prefix) :])
-            return data if isinstance(data, dict) else None
-    return None
+from tuneforge.contract import format_progress
 
 
 class ProgressPrinter:
@@ -52,20 +35,15 @@ class ProgressPrinter:
 
     def step(self, step: int, loss: float, lr: float, images_per_s: float) -> None:
         """Print one progress line."""
-        line = format_event(
-            PROGRESS_PREFIX,
-            "progress",
-            step=step,
-            total_steps=self.total_steps,
-            loss=round(loss, 6),
-            lr=lr,
-            images_per_s=round(images_per_s, 3),
-            eta_seconds=self.eta_seconds(step),
+        line = format_progress(
+            step, self.total_steps, loss, lr, images_per_s, self.eta_seconds(step)
         )
-        self.emit(line)
+        write_line(line, self._stream)
 
-    def emit(self, line: str) -> None:
-        """Write one line and flush (Ray forwards worker stdout line by line)."""
-        stream = self._stream or sys.stdout
-        stream.write(line + "\n")
-        stream.flush()
+
+def write_line(line: str, stream: TextIO | None = None) -> None:
+    """Write one line to `stream` (stdout by default) and flush (Ray forwards worker stdout
+    line by line)."""
+    target = stream or sys.stdout
+    target.write(line + "\n")
+    target.flush()

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.adapter import AdapterManifest
 from tuneforge.api import FineTuneJob
+from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
 from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
@@ -22,8 +22,8 @@ from tuneforge_trainer.inputs import is_s3
 from tuneforge_trainer.plan import WorkerPlan, job_uid, run_name
 from tuneforge_trainer.preflight import preflight
 from tuneforge_trainer.priors import class_images_dir
-from tuneforge_trainer.progress import RESULT_PREFIX, ProgressPrinter, format_event
-from tuneforge_trainer.tracking import MODEL_VERSION_TAG, RunTracker, find_or_create_run
+from tuneforge_trainer.progress import write_line
+from tuneforge_trainer.tracking import RunTracker, find_or_create_run
 from tuneforge_trainer.trainer_settings import TrainerSettings
 
 
@@ -67,7 +67,7 @@ def register(
     from tuneforge.registry import AdapterRegistry
 
     output = job.spec.output
-    tags = {"tuneforge.job_name": job.name, "tuneforge.job_uid": manifest.job_uid or ""}
+    tags = {Tag.JOB_NAME: job.name, Tag.JOB_UID: manifest.job_uid or ""}
     return AdapterRegistry(settings).register(
         run_id, adapter_dir, manifest, output.registered_model, alias=output.alias, tags=tags
     )
@@ -97,8 +97,8 @@ def run_job(
         publish_class_images(class_dir, checkpoint_uri, job, settings) if class_dir else None
     )
 
-    run_id = find_or_create_run(tracking_uri, job, uid)
-    tracker = RunTracker(tracking_uri, run_id)
+    run_id = find_or_create_run(tracking_uri, job, uid, trainer_settings.mlflow_experiment)
+    tracker = RunTracker(tracking_uri, run_id, settings)
     resources = job.spec.resources
     plan = WorkerPlan(
         job=job.to_manifest(),
@@ -110,6 +110,7 @@ def run_job(
         tracking_uri=tracking_uri,
         run_id=run_id,
         threads=resources.cpus_per_worker,
+        zero_stage=trainer_settings.deepspeed_zero_stage,
     )
     connect_ray(settings, resources.workers * resources.cpus_per_worker)
     storage_path, filesystem = storage_for(checkpoint_uri, settings)
@@ -127,7 +128,7 @@ def run_job(
             raise FileNotFoundError(f"checkpoint {result.checkpoint.path} has no {STATE_FILE}")
         manifest = read_manifest(local / ADAPTER_DIR)
         registered = register(settings, run_id, local / ADAPTER_DIR, manifest, job)
-    tracker.set_tag(MODEL_VERSION_TAG, str(registered.version))
+    tracker.set_tag(Tag.MODEL_VERSION, str(registered.version))
     tracker.finish("FINISHED")
     outcome = TrainResult(
         run_id=run_id,
@@ -137,9 +138,5 @@ def run_job(
         job_uid=uid,
         manifest=manifest.model_dump(mode="json"),
     )
-    ProgressPrinter(job.spec.training.max_steps).emit(
-        format_event(
-            RESULT_PREFIX, "result", **{k: v for k, v in asdict(outcome).items() if k != "manifest"}
-        )
-    )
+    write_line(format_result(**{k: v for k, v in asdict(outcome).items() if k != "manifest"}))
     return outcome

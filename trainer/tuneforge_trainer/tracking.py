@@ -1,23 +1,17 @@
-"""MLflow: one run per job (found again by its `tuneforge.job_uid` tag), metrics and images.
+"""MLflow: one run per job (found again by its `Tag.JOB_UID` tag), metrics and images.
 
-The driver finds or creates the run and logs the spec as params; rank 0 of the workers logs
-metrics (`loss`, `lr`, `step`, `images_per_s`) and validation images into it.
+The driver finds or creates the run (in `TrainerSettings.mlflow_experiment`) and logs the
+spec as params; rank 0 of the workers logs metrics (`Metric.*`) and validation images into it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from tuneforge.api import FineTuneJob
-
-JOB_UID_TAG = "tuneforge.job_uid"
-JOB_NAME_TAG = "tuneforge.job_name"
-JOB_NAMESPACE_TAG = "tuneforge.job_namespace"
-MODEL_VERSION_TAG = "tuneforge.model_version"
-EXPERIMENT_ENV = "TUNEFORGE_MLFLOW_EXPERIMENT"
-DEFAULT_EXPERIMENT = "tuneforge"
+from tuneforge.contract import Tag, job_run_filter
+from tuneforge.settings import Settings
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:
@@ -37,25 +31,23 @@ def client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str) -> str:
+def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str, experiment_name: str) -> str:
     """The id of the job's run: the one tagged with its uid, else a new one with its params."""
     mlflow = client(tracking_uri)
-    name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
+    name = experiment_name
     experiment = mlflow.get_experiment_by_name(name)
     experiment_id = (
         experiment.experiment_id if experiment is not None else mlflow.create_experiment(name)
     )
-    found = mlflow.search_runs(
-        [experiment_id], filter_string=f"tags.`{JOB_UID_TAG}` = '{uid}'", max_results=1
-    )
+    found = mlflow.search_runs([experiment_id], filter_string=job_run_filter(uid), max_results=1)
     if found:
         run_id: str = found[0].info.run_id
         mlflow.update_run(run_id, status="RUNNING")
         return run_id
     tags = {
-        JOB_UID_TAG: uid,
-        JOB_NAME_TAG: job.name,
-        JOB_NAMESPACE_TAG: job.metadata.namespace or "default",
+        Tag.JOB_UID: uid,
+        Tag.JOB_NAME: job.name,
+        Tag.JOB_NAMESPACE: job.metadata.namespace or "default",
         "mlflow.runName": job.name,
     }
     run = mlflow.create_run(experiment_id, tags=tags, run_name=job.name)
@@ -71,19 +63,20 @@ def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str) -> str:
 class RunTracker:
     """Logs metrics and validation images into one run (rank 0 only)."""
 
-    def __init__(self, tracking_uri: str, run_id: str):
-        """Track into `run_id` on `tracking_uri`."""
+    def __init__(self, tracking_uri: str, run_id: str, settings: Settings):
+        """Track into `run_id` on `tracking_uri` (`settings`: the S3 store of artifacts)."""
         self.run_id = run_id
         self._client = client(tracking_uri)
+        self._settings = settings
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         """Log numeric metrics at `step`."""
         import time
 
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric as MlflowMetric
 
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        batch = [MlflowMetric(key, float(value), now, step) for key, value in metrics.items()]
         self._client.log_batch(self.run_id, metrics=batch)
 
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
@@ -94,10 +87,9 @@ class RunTracker:
         """
         artifact_uri = str(self._client.get_run(self.run_id).info.artifact_uri).rstrip("/")
         if artifact_uri.startswith("s3://"):
-            from tuneforge.settings import Settings
             from tuneforge.storage import upload_dir
 
-            upload_dir(local_dir, f"{artifact_uri}/{artifact_path}", Settings())
+            upload_dir(local_dir, f"{artifact_uri}/{artifact_path}", self._settings)
             return
         self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 
-from tuneforge.adapter import LORA_WEIGHTS, TI_EMBEDDINGS
 from tuneforge.api import ValidationSpec
+from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
+from tuneforge_trainer.methods.dreambooth import TEXT_ENCODER_WEIGHTS, UNET_WEIGHTS
 
 
 def load_pipeline_with_adapter(model_dir: Path, adapter_dir: Path | None) -> Any:
@@ -23,10 +24,10 @@ def load_pipeline_with_adapter(model_dir: Path, adapter_dir: Path | None) -> Any
     pipe = StableDiffusionPipeline.from_pretrained(
         str(model_dir), safety_checker=None, requires_safety_checker=False, use_safetensors=True
     )
-    if adapter_dir is not None and (adapter_dir / "unet.safetensors").is_file():
-        pipe.unet.load_state_dict(load_file(str(adapter_dir / "unet.safetensors")))
-    if adapter_dir is not None and (adapter_dir / "text_encoder.safetensors").is_file():
-        pipe.text_encoder.load_state_dict(load_file(str(adapter_dir / "text_encoder.safetensors")))
+    if adapter_dir is not None and (adapter_dir / UNET_WEIGHTS).is_file():
+        pipe.unet.load_state_dict(load_file(str(adapter_dir / UNET_WEIGHTS)))
+    if adapter_dir is not None and (adapter_dir / TEXT_ENCODER_WEIGHTS).is_file():
+        pipe.text_encoder.load_state_dict(load_file(str(adapter_dir / TEXT_ENCODER_WEIGHTS)))
     pipe.set_progress_bar_config(disable=True)
     if adapter_dir is not None and (adapter_dir / LORA_WEIGHTS).is_file():
         pipe.load_lora_weights(str(adapter_dir), weight_name=LORA_WEIGHTS)

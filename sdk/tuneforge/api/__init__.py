@@ -2,6 +2,7 @@
 
 from tuneforge.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
 from tuneforge.api.job import FineTuneJob, ObjectMeta, dump_job, load_job, load_jobs
+from tuneforge.api.method_rules import Method
 from tuneforge.api.spec import (
     BaseModelSpec,
     DatasetSpec,
@@ -9,7 +10,6 @@ from tuneforge.api.spec import (
     FineTuneJobSpec,
     LoraSpec,
     LrScheduler,
-    Method,
     MixedPrecision,
     OutputSpec,
     ResourcesSpec,

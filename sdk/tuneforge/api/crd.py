@@ -4,7 +4,7 @@ The pydantic JSON schema is turned into a Kubernetes *structural* OpenAPI v3 sch
 references inlined, `Optional` as `nullable`, no empty-string defaults (some 1.20 builds
 refuse them), JSON-Schema-2020 exclusive bounds as OpenAPI 3.0 booleans, titles dropped,
 descriptions kept. No CEL (`x-kubernetes-validations`): cross-field rules are `anyOf` value
-validations (`crd_rules`).
+validations (each method's, from `method_rules`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from tuneforge.api.base import GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
-from tuneforge.api.crd_rules import SPEC_RULES
+from tuneforge.api.method_rules import method_schema_rules
 from tuneforge.api.spec import FineTuneJobSpec
 from tuneforge.api.status import FineTuneJobStatus
 
@@ -111,7 +111,7 @@ def model_schema(model: type[Any]) -> dict[str, Any]:
 def openapi_schema() -> dict[str, Any]:
     """The whole FineTuneJob `openAPIV3Schema`."""
     spec = model_schema(FineTuneJobSpec)
-    spec["allOf"] = copy.deepcopy(SPEC_RULES)
+    spec["allOf"] = method_schema_rules()
     status = model_schema(FineTuneJobStatus)
     # kopf keeps bookkeeping under status; never let the schema prune it.
     status["x-kubernetes-preserve-unknown-fields"] = True

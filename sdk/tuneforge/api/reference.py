@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from tuneforge.api.base import API_VERSION, KIND, SHORT_NAME
 from tuneforge.api.job import FineTuneJob
+from tuneforge.api.method_rules import method_rule_docs
 
 _CONSTRAINTS: tuple[tuple[str, str], ...] = (
     ("minimum", "≥ {}"),
@@ -34,14 +35,7 @@ _CONSTRAINTS: tuple[tuple[str, str], ...] = (
     ("pattern", "matches `{}`"),
 )
 
-CROSS_FIELD_RULES = (
-    "`method: textualInversion` requires `spec.textualInversion` "
-    "(placeholderToken and initializerToken).",
-    "`spec.textualInversion` is only allowed with `method: textualInversion`.",
-    "`spec.dreambooth` is only allowed with `method: dreambooth`.",
-    "`spec.lora` is only allowed with `method: lora`, or `method: dreambooth` with "
-    "`spec.dreambooth.exportLora: true`.",
-    "`spec.dreambooth.priorPreservation: true` requires `spec.dataset.classPrompt`.",
+TRAINING_RULES = (
     "`spec.training.lrWarmupSteps` must not exceed `spec.training.maxSteps` (checked by the "
     "models, the CLI and the operator; the API server cannot compare two fields).",
 )
@@ -196,7 +190,7 @@ def render_reference() -> str:
     for model in models:
         lines += _model_section(model, schema_defs)
     lines += ["## Cross-field rules", ""]
-    lines += [f"- {rule}" for rule in CROSS_FIELD_RULES]
+    lines += [f"- {rule}" for rule in (*method_rule_docs(), *TRAINING_RULES)]
     lines.append("")
     for enum in enums:
         lines += _enum_section(enum)

@@ -1,8 +1,9 @@
 """The FineTuneJob spec: what to train, on what, with which resources.
 
 Field-level limits (ranges, enums, patterns) are mirrored by the generated CRD schema.
-Cross-field rules live in `FineTuneJobSpec`'s validator and, for the API server, in the
-`anyOf` rules of `tuneforge.api.crd_rules`; both name the field and the fix.
+The rules that tie a method to its sections live in `tuneforge.api.method_rules` (one class
+per method, with their API-server form); `FineTuneJobSpec`'s validator checks them and the
+rules between training fields. Every message names the field and the fix.
 """
 
 from __future__ import annotations
@@ -12,19 +13,12 @@ from enum import Enum
 from pydantic import Field, field_validator, model_validator
 
 from tuneforge.api.base import ApiModel
+from tuneforge.api.method_rules import Method, method_errors, rules_for
+from tuneforge.contract import DEFAULT_LORA_TARGETS, default_lora_alpha
 
 DEFAULT_BASE_MODEL = "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
-
-
-class Method(str, Enum):
-    """The fine-tuning method."""
-
-    LORA = "lora"
-    DREAMBOOTH = "dreambooth"
-    TEXTUAL_INVERSION = "textualInversion"
 
 
 class Strategy(str, Enum):
@@ -124,8 +118,8 @@ class LoraSpec(ApiModel):
 
     rank: int = Field(default=4, ge=1, le=256)
     """LoRA rank r (at least 1)."""
-    alpha: float = Field(default=4.0, gt=0, le=1024)
-    """LoRA alpha; the update is scaled by alpha / rank."""
+    alpha: float | None = Field(default=None, gt=0, le=1024)
+    """LoRA alpha; the update is scaled by alpha / rank. Unset means the rank (scale 1), as in the diffusers training scripts."""
     dropout: float = Field(default=0.0, ge=0, lt=1)
     """Dropout on the LoRA branch."""
     target_modules: list[str] = Field(
@@ -143,6 +137,17 @@ class LoraSpec(ApiModel):
                 "lora.targetModules: names must not be empty; use e.g. ['to_q', 'to_v']"
             )
         return value
+
+    @model_validator(mode="after")
+    def _alpha_defaults_to_rank(self) -> LoraSpec:
+        if self.alpha is None:
+            self.alpha = default_lora_alpha(self.rank)
+        return self
+
+    @property
+    def resolved_alpha(self) -> float:
+        """Alpha in force (set by validation: the given value, else the rank)."""
+        return self.alpha if self.alpha is not None else default_lora_alpha(self.rank)
 
 
 class DreamBoothSpec(ApiModel):
@@ -260,52 +265,14 @@ class FineTuneJobSpec(ApiModel):
 
     def effective_lora(self) -> LoraSpec | None:
         """The LoRA settings in force, with defaults, or None when the method trains no LoRA."""
-        if self.method == Method.LORA or (
-            self.method == Method.DREAMBOOTH
-            and self.dreambooth is not None
-            and self.dreambooth.export_lora
-        ):
+        if rules_for(self.method).trains_lora(self):
             return self.lora or LoraSpec()
         return None
 
 
 def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
     """Every broken cross-field rule, as messages naming the field and the fix."""
-    errors: list[str] = []
-    method = spec.method
-    if method == Method.TEXTUAL_INVERSION and spec.textual_inversion is None:
-        errors.append(
-            "spec.textualInversion is required when method is textualInversion: "
-            "set textualInversion.placeholderToken (e.g. '<my-concept>') and initializerToken"
-        )
-    if method != Method.TEXTUAL_INVERSION and spec.textual_inversion is not None:
-        errors.append(
-            f"spec.textualInversion is only used with method textualInversion (method is {method.value}): "
-            "remove it or change the method"
-        )
-    if method != Method.DREAMBOOTH and spec.dreambooth is not None:
-        errors.append(
-            f"spec.dreambooth is only used with method dreambooth (method is {method.value}): "
-            "remove it or change the method"
-        )
-    uses_lora = method == Method.LORA or (
-        method == Method.DREAMBOOTH and spec.dreambooth is not None and spec.dreambooth.export_lora
-    )
-    if spec.lora is not None and not uses_lora:
-        errors.append(
-            "spec.lora is only used with method lora, or method dreambooth with "
-            "spec.dreambooth.exportLora: true: remove spec.lora, set exportLora, "
-            "or change the method"
-        )
-    if (
-        spec.dreambooth is not None
-        and spec.dreambooth.prior_preservation
-        and not spec.dataset.class_prompt
-    ):
-        errors.append(
-            "spec.dataset.classPrompt is required when dreambooth.priorPreservation is true: "
-            "set it to the class, e.g. 'a photo of a dog', or disable priorPreservation"
-        )
+    errors = method_errors(spec)
     if spec.training.lr_warmup_steps > spec.training.max_steps:
         errors.append(
             "spec.training.lrWarmupSteps must not exceed training.maxSteps: lower the warm-up"

@@ -30,6 +30,7 @@ from tuneforge.api import (
     ValidationSpec,
 )
 from tuneforge.api.spec import DEFAULT_BASE_MODEL
+from tuneforge.contract import DEFAULT_LORA_TARGETS
 
 
 def _uri(location: str | Path) -> str:
@@ -98,11 +99,13 @@ def lora_job(
     validation_prompts: list[str] | None = None,
     labels: dict[str, str] | None = None,
 ) -> FineTuneJob:
-    """A LoRA job on the UNet attention projections (alpha defaults to the rank)."""
-    lora = LoraSpec(rank=rank, alpha=float(alpha if alpha is not None else rank))
-    if target_modules is not None:
-        lora.target_modules = list(target_modules)
-    lora.train_text_encoder = train_text_encoder
+    """A LoRA job on the UNet attention projections (alpha defaults to the rank, as in YAML)."""
+    lora = LoraSpec(
+        rank=rank,
+        alpha=alpha,
+        target_modules=list(target_modules if target_modules is not None else DEFAULT_LORA_TARGETS),
+        train_text_encoder=train_text_encoder,
+    )
     return _job(
         name,
         Method.LORA,

@@ -57,7 +57,7 @@ def test_fsdp_resume_matches_uninterrupted_and_exports_full_tensors(
 def test_deepspeed_trains_and_exports(
     single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, method, stage
 ):
-    from tuneforge_trainer.strategies.deepspeed import ZERO_STAGE_ENV, DeepSpeedStrategy
+    from tuneforge_trainer.strategies.deepspeed import DeepSpeedStrategy
 
     job = make_trainer_job(
         method,
@@ -75,9 +75,10 @@ def test_deepspeed_trains_and_exports(
     assert manifest["files"] == [expected_file]
     exported = _final(context, f"adapter/{expected_file}")
     assert exported and all(t.numel() > 0 for t in exported.values())
-    assert DeepSpeedStrategy.__init__ and ZERO_STAGE_ENV  # stage chosen below
     from tuneforge.api import TrainingSpec
     from tuneforge_trainer.strategies import World
 
     chosen = DeepSpeedStrategy(World(), TrainingSpec(), full_model=method == "dreambooth").stage
     assert chosen == stage
+    forced = DeepSpeedStrategy(World(), TrainingSpec(), full_model=True, stage=2).stage
+    assert forced == 2

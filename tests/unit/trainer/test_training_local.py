@@ -39,8 +39,14 @@ def test_lora_with_text_encoder_exports_loadable_weights_with_alpha(
     assert (outcome.start_step, outcome.final_step) == (0, 2)
     assert [p.name for p in context.checkpoints()] == ["checkpoint_00000001", "checkpoint_00000002"]
     manifest = json.loads((_adapter(context) / "tuneforge-adapter.json").read_text())
-    assert manifest["method"] == "lora" and manifest["rank"] == 4 and manifest["alpha"] == 8.0
-    assert manifest["steps"] == 2 and manifest["text_encoder_lora"] is True
+    assert manifest["method"] == "lora" and manifest["format_version"] == 2
+    assert manifest["lora"] == {
+        "rank": 4,
+        "alpha": 8.0,
+        "target_modules": ["to_q", "to_k", "to_v", "to_out.0"],
+        "text_encoder": True,
+    }
+    assert manifest["steps"] == 2 and manifest["embeddings"] is None
     assert manifest["files"] == ["pytorch_lora_weights.safetensors"]
     keys = load_file(str(_adapter(context) / "pytorch_lora_weights.safetensors")).keys()
     assert any(k.startswith("unet.") for k in keys) and any(
@@ -106,6 +112,7 @@ def test_dreambooth_full_unet_with_prior_preservation(tiny_model_dir, tiny_datas
     adapter = _adapter(context)
     manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
     assert manifest["files"] == ["unet.safetensors"]
+    assert manifest["full_model"] is True and manifest["lora"] is None
     pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
     base = load_tiny_pipeline(tiny_model_dir)
     assert np.abs(render_tiny(pipe) - render_tiny(base)).max() > 1e-4
@@ -175,11 +182,13 @@ def test_dreambooth_with_text_encoder(tiny_model_dir, tiny_dataset_dir, tmp_path
     manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
     if export_lora:
         assert manifest["files"] == ["pytorch_lora_weights.safetensors"]
-        assert manifest["rank"] == 2 and manifest["text_encoder_lora"] is True
+        assert manifest["lora"]["rank"] == 2 and manifest["lora"]["text_encoder"] is True
+        assert manifest["full_model"] is False
         keys = load_file(str(adapter / "pytorch_lora_weights.safetensors")).keys()
         assert any(k.startswith("text_encoder.") for k in keys)
     else:
         assert manifest["files"] == ["unet.safetensors", "text_encoder.safetensors"]
+        assert manifest["full_model"] is True
         base = load_tiny_pipeline(tiny_model_dir)
         trained = load_file(str(adapter / "text_encoder.safetensors"))
         base_state = base.text_encoder.state_dict()

@@ -10,15 +10,18 @@ from tuneforge_trainer.methods.lora import LoraMethod
 from tuneforge_trainer.methods.textual_inversion import TextualInversionMethod
 
 METHODS: dict[Method, type[TrainingMethod]] = {
-    Method.LORA: LoraMethod,
-    Method.DREAMBOOTH: DreamBoothMethod,
-    Method.TEXTUAL_INVERSION: TextualInversionMethod,
+    method.method: method for method in (LoraMethod, DreamBoothMethod, TextualInversionMethod)
 }
+
+
+def method_class(method: Method) -> type[TrainingMethod]:
+    """The class that trains `method` (its `preflight` runs before any model is loaded)."""
+    return METHODS[method]
 
 
 def build_method(spec: FineTuneJobSpec, components: Components) -> TrainingMethod:
     """The method object for `spec.method`."""
-    return METHODS[spec.method](spec, components)
+    return method_class(spec.method)(spec, components)
 
 
 __all__ = [
@@ -29,4 +32,5 @@ __all__ = [
     "TextualInversionMethod",
     "TrainingMethod",
     "build_method",
+    "method_class",
 ]

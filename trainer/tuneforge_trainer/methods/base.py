@@ -1,40 +1,48 @@
 """What every fine-tuning method provides to the shared training loop.
 
-A method prepares the frozen base components (injects LoRA layers, adds placeholder tokens,
-unfreezes the UNet), names the parameters it trains, builds prompts from captions, and
-exports a full (gathered) state dict as diffusers-loadable files. The loop, the data, the
-distribution strategy and the checkpoints are the same for all methods.
+A method checks its inputs before training (`preflight`, on the driver), prepares the frozen
+base components (injects LoRA layers, adds placeholder tokens, unfreezes the UNet), names the
+parameters it trains, says whether it trains the full model and whether batches carry class
+images, builds prompts from captions, and exports a full (gathered) state dict as
+diffusers-loadable files with their typed manifest sections. The loop, the data, the
+distribution strategy and the checkpoints are the same for all methods; its spec rules are
+in `tuneforge.api.method_rules`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 
-from tuneforge.api import FineTuneJobSpec
+from tuneforge.api import FineTuneJobSpec, Method
+from tuneforge.contract import EmbeddingsSection, LoraSection
 from tuneforge_trainer.components import Components, Denoiser
 from tuneforge_trainer.losses import diffusion_loss
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportedAdapter:
-    """Files written by `TrainingMethod.export` and the manifest fields they imply."""
+    """Files written by `TrainingMethod.export` and the manifest sections that describe them."""
 
     files: list[str]
-    manifest_fields: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSection | None = None
+    embeddings: EmbeddingsSection | None = None
+    full_model: bool = False
 
 
 class TrainingMethod(ABC):
     """Base of LoRA, DreamBooth and Textual Inversion."""
 
-    #: `AdapterManifest.method` value.
-    manifest_method: str = ""
-    #: AdamW weight decay.
-    weight_decay: float = 1e-2
+    method: ClassVar[Method]
+    """The spec's method (also `AdapterManifest.method`)."""
+    weight_decay: ClassVar[float] = 1e-2
+    """AdamW weight decay."""
+    captions_required: ClassVar[bool] = True
+    """Whether every image needs a caption file or `dataset.instancePrompt`."""
 
     def __init__(self, spec: FineTuneJobSpec, components: Components):
         """Keep the spec and the (still frozen) components."""
@@ -43,6 +51,13 @@ class TrainingMethod(ABC):
 
     # ------------------------------------------------------------------ set-up
 
+    @classmethod  # noqa: B027 (an optional hook: most methods check nothing)
+    def preflight(cls, spec: FineTuneJobSpec, model_dir: Path) -> None:
+        """Check the method's settings against the base model before any worker starts.
+
+        Raises `InvalidTrainingInput` naming the field; the default checks nothing.
+        """
+
     @abstractmethod
     def prepare(self) -> None:
         """Inject adapters / unfreeze parameters; called once, with the same seed on every rank."""
@@ -50,6 +65,11 @@ class TrainingMethod(ABC):
     @property
     def trains_text_encoder(self) -> bool:
         """Whether gradients flow through the text encoder."""
+        return False
+
+    @property
+    def trains_full_model(self) -> bool:
+        """Whether the whole UNet trains (strategies shard it, e.g. DeepSpeed ZeRO-3)."""
         return False
 
     def denoiser(self) -> Denoiser:

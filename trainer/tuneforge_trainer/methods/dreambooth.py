@@ -2,27 +2,23 @@
 class prior-preservation loss of Ruiz et al. 2022.
 
 Each batch holds the instance examples followed by as many class examples; the loss is
-`instance + priorLossWeight * prior`. The full variant writes diffusers `unet/` (and
-`text_encoder/`) folders; the LoRA variant writes the diffusers LoRA file.
+`instance + priorLossWeight * prior`. The full variant writes the UNet (and text-encoder)
+weights and trains the full model; the LoRA variant is the shared `LoraPart`.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from tuneforge.adapter import LORA_WEIGHTS
-from tuneforge.api import DreamBoothSpec, Method
+from tuneforge.api import DreamBoothSpec, FineTuneJobSpec, Method
+from tuneforge.contract import LORA_WEIGHTS
 from tuneforge_trainer.losses import diffusion_loss
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod, split_prefix
-from tuneforge_trainer.methods.lora import (
-    TEXT_ENCODER_LORA_TARGETS,
-    LoraMethod,
-    lora_config,
-    save_lora_files,
-)
+from tuneforge_trainer.methods.lora_part import LoraPart, check_lora_targets
 
 UNET_WEIGHTS = "unet.safetensors"
 TEXT_ENCODER_WEIGHTS = "text_encoder.safetensors"
@@ -35,25 +31,40 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class DreamBoothMethod(TrainingMethod):
     """Full-UNet DreamBooth, or LoRA DreamBooth when `dreambooth.exportLora` is set."""
 
-    manifest_method = Method.DREAMBOOTH.value
+    method = Method.DREAMBOOTH
 
     @property
     def dreambooth(self) -> DreamBoothSpec:
         """The DreamBooth settings (defaults when unset)."""
         return self.spec.dreambooth or DreamBoothSpec()
 
-    @property
-    def export_lora(self) -> bool:
-        """Whether a LoRA is trained instead of the full UNet."""
-        return self.dreambooth.export_lora
+    @cached_property
+    def part(self) -> LoraPart | None:
+        """The LoRA layers trained with exportLora; None for a full fine-tune."""
+        lora = self.spec.effective_lora()
+        if lora is None:
+            return None
+        text_encoder = self.dreambooth.train_text_encoder or lora.train_text_encoder
+        return LoraPart(lora, text_encoder=text_encoder)
+
+    @classmethod
+    def preflight(cls, spec: FineTuneJobSpec, model_dir: Path) -> None:
+        """With exportLora: the LoRA target modules exist in the UNet."""
+        lora = spec.effective_lora()
+        if lora is not None:
+            check_lora_targets(lora, model_dir)
 
     @property
     def trains_text_encoder(self) -> bool:
         """`dreambooth.trainTextEncoder` (or `lora.trainTextEncoder` with exportLora)."""
-        lora = self.spec.effective_lora()
-        return self.dreambooth.train_text_encoder or bool(
-            self.export_lora and lora is not None and lora.train_text_encoder
-        )
+        if self.part is not None:
+            return self.part.text_encoder
+        return self.dreambooth.train_text_encoder
+
+    @property
+    def trains_full_model(self) -> bool:
+        """Without exportLora the whole UNet trains."""
+        return self.part is None
 
     @property
     def uses_prior_preservation(self) -> bool:
@@ -63,12 +74,8 @@ class DreamBoothMethod(TrainingMethod):
     def prepare(self) -> None:
         """Unfreeze the UNet (and text encoder), or add LoRA layers for exportLora."""
         components = self.components
-        if self.export_lora:
-            lora = self.spec.effective_lora()
-            assert lora is not None
-            components.unet.add_adapter(lora_config(lora, lora.target_modules))
-            if self.trains_text_encoder:
-                components.text_encoder.add_adapter(lora_config(lora, TEXT_ENCODER_LORA_TARGETS))
+        if self.part is not None:
+            self.part.prepare(components)
             return
         components.unet.requires_grad_(True)
         components.unet.train()
@@ -93,25 +100,9 @@ class DreamBoothMethod(TrainingMethod):
 
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> ExportedAdapter:
         """A LoRA file (exportLora) or the fine-tuned UNet (and text encoder) weights."""
-        components = self.components
-        if self.export_lora:
-            save_lora_files(
-                out_dir,
-                components.unet,
-                components.text_encoder if self.trains_text_encoder else None,
-                state,
-            )
-            lora = self.spec.effective_lora()
-            assert lora is not None
-            return ExportedAdapter(
-                files=[LORA_WEIGHTS],
-                manifest_fields={
-                    "rank": lora.rank,
-                    "alpha": lora.alpha,
-                    "target_modules": list(lora.target_modules),
-                    "text_encoder_lora": self.trains_text_encoder,
-                },
-            )
+        if self.part is not None:
+            section = self.part.export(self.components, state, out_dir)
+            return ExportedAdapter(files=[LORA_WEIGHTS], lora=section)
         files = [UNET_WEIGHTS]
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file(_contiguous(split_prefix(state, "unet")), str(out_dir / UNET_WEIGHTS))
@@ -121,7 +112,4 @@ class DreamBoothMethod(TrainingMethod):
                 str(out_dir / TEXT_ENCODER_WEIGHTS),
             )
             files.append(TEXT_ENCODER_WEIGHTS)
-        return ExportedAdapter(files=files)
-
-
-__all__ = ["DreamBoothMethod", "LoraMethod"]
+        return ExportedAdapter(files=files, full_model=True)

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from tuneforge.adapter import TI_EMBEDDINGS
-from tuneforge.api import Method, TextualInversionSpec
+from tuneforge.api import FineTuneJobSpec, Method, TextualInversionSpec
+from tuneforge.contract import TI_EMBEDDINGS, EmbeddingsSection
+from tuneforge_trainer.components import load_tokenizer
+from tuneforge_trainer.errors import InvalidTrainingInput
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod
 
 VECTORS_PARAM = "placeholder_vectors"
@@ -80,8 +82,28 @@ class PlaceholderEmbedding(nn.Module):
 class TextualInversionMethod(TrainingMethod):
     """New placeholder tokens initialised from an existing token."""
 
-    manifest_method = Method.TEXTUAL_INVERSION.value
+    method = Method.TEXTUAL_INVERSION
     weight_decay = 0.0
+    captions_required = False
+
+    @classmethod
+    def preflight(cls, spec: FineTuneJobSpec, model_dir: Path) -> None:
+        """Placeholder tokens are new; the initializer is one existing token."""
+        ti = spec.textual_inversion
+        assert ti is not None  # the spec requires the section for this method
+        tokenizer = load_tokenizer(model_dir)
+        clashes = [
+            token for token in placeholder_tokens(ti) if token_in_vocabulary(tokenizer, token)
+        ]
+        if clashes:
+            raise InvalidTrainingInput(
+                f"spec.textualInversion.placeholderToken: {clashes} already in the vocabulary of "
+                f"{spec.base_model.uri}; pick a new token such as '<my-concept>'"
+            )
+        try:
+            initializer_id(tokenizer, ti.initializer_token)
+        except ValueError as error:
+            raise InvalidTrainingInput(f"spec.{error}") from error
 
     @property
     def ti(self) -> TextualInversionSpec:
@@ -151,5 +173,6 @@ class TextualInversionMethod(TrainingMethod):
             str(out_dir / TI_EMBEDDINGS),
         )
         return ExportedAdapter(
-            files=[TI_EMBEDDINGS], manifest_fields={"tokens": [self.ti.placeholder_token]}
+            files=[TI_EMBEDDINGS],
+            embeddings=EmbeddingsSection(tokens=[self.ti.placeholder_token]),
         )

@@ -10,13 +10,17 @@ from tuneforge_trainer.strategies.fsdp import FsdpStrategy
 
 
 def build_strategy(
-    kind: Strategy, world: World, training: TrainingSpec, full_model: bool = False
+    kind: Strategy,
+    world: World,
+    training: TrainingSpec,
+    full_model: bool = False,
+    zero_stage: int | None = None,
 ) -> TrainingStrategy:
-    """The strategy object for `resources.strategy`."""
+    """The strategy object for `resources.strategy` (`zero_stage`: DeepSpeed's, forced)."""
     if kind == Strategy.FSDP:
         return FsdpStrategy(world, training)
     if kind == Strategy.DEEPSPEED:
-        return DeepSpeedStrategy(world, training, full_model=full_model)
+        return DeepSpeedStrategy(world, training, full_model=full_model, stage=zero_stage)
     return DdpStrategy(world, training)
 
 

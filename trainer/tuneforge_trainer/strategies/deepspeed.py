@@ -3,13 +3,12 @@
 accelerate's DeepSpeed plugin does not engage on CPU, so the engine is built directly (the
 same call a GPU makes). A torch AdamW is passed in, which avoids compiling DeepSpeed's fused
 ops. ZeRO-3 (parameters sharded) is used when the full UNet trains, ZeRO-2 otherwise; the
-stage can be forced with `TUNEFORGE_DEEPSPEED_ZERO_STAGE`. Gradient accumulation and
+stage can be forced (`TrainerSettings.deepspeed_zero_stage`, handed over in the plan). Gradient accumulation and
 clipping are the engine's; saving gathers ZeRO-3 shards onto rank 0.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -17,8 +16,6 @@ from torch import nn
 
 from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, World, select
-
-ZERO_STAGE_ENV = "TUNEFORGE_DEEPSPEED_ZERO_STAGE"
 
 
 def deepspeed_config(
@@ -50,11 +47,12 @@ class DeepSpeedStrategy(TrainingStrategy):
 
     name = "deepspeed"
 
-    def __init__(self, world: World, training: Any, full_model: bool = False):
-        """`full_model`: the whole UNet trains (ZeRO-3 by default)."""
+    def __init__(
+        self, world: World, training: Any, full_model: bool = False, stage: int | None = None
+    ):
+        """`full_model`: the whole UNet trains (ZeRO-3 unless `stage` forces another)."""
         super().__init__(world, training)
-        default_stage = 3 if full_model else 2
-        self.stage = int(os.environ.get(ZERO_STAGE_ENV, default_stage))
+        self.stage = stage if stage is not None else (3 if full_model else 2)
 
     def setup(
         self, model: nn.Module, trainable: list[str], make_optimizer: OptimizerFactory

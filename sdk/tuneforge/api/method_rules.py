@@ -1,0 +1,261 @@
+"""Each training method's spec rules, one class per method, in one place.
+
+A method's rules say which spec section only it reads (and whether that section must be
+set), whether its jobs train a LoRA (and so may carry `spec.lora`), and any rule of its own
+(DreamBooth: prior preservation needs a class prompt). Every rule comes in the three forms
+its readers need, side by side:
+
+- a Python check whose message names the field and the fix (`FineTuneJobSpec`'s validator);
+- an `anyOf` value validation for the API server (the generated CRD; the API server this
+  project supports predates CEL);
+- a sentence for the reference page (`tuneforge.api.reference`).
+
+A new method is one `MethodRules` subclass in `METHOD_RULES`; the trainer's side of the
+method (preflight, parameter groups) is its `TrainingMethod` in `tuneforge_trainer.methods`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from tuneforge.api.spec import FineTuneJobSpec
+
+
+class Method(str, Enum):
+    """The fine-tuning method."""
+
+    LORA = "lora"
+    DREAMBOOTH = "dreambooth"
+    TEXTUAL_INVERSION = "textualInversion"
+
+
+def method_is(*methods: Method) -> dict[str, Any]:
+    """Schema branch: `spec.method` is one of `methods`."""
+    return {"properties": {"method": {"enum": [method.value for method in methods]}}}
+
+
+def absent(field: str) -> dict[str, Any]:
+    """Schema branch that holds exactly when `spec.<field>` is absent.
+
+    `not: {}` fails for any value, and `properties` only applies to fields that are present;
+    when the branch fails the API server's message names the field itself.
+    """
+    return {"properties": {field: {"not": {}}}}
+
+
+class MethodRules:
+    """The spec rules of one training method (the base: no section, no LoRA, no own rules)."""
+
+    method: ClassVar[Method]
+    """The method these rules are for."""
+    section: ClassVar[str | None] = None
+    """Python name of the spec section only this method reads (e.g. `dreambooth`)."""
+    section_required: ClassVar[str | None] = None
+    """When the section must be set: what to put in it (the fix in the error message)."""
+    lora_schema: ClassVar[dict[str, Any] | None] = None
+    """Schema branch under which this method's jobs train a LoRA (None: they never do)."""
+    lora_doc: ClassVar[str | None] = None
+    """How the reference page says when this method trains a LoRA."""
+
+    def trains_lora(self, spec: FineTuneJobSpec) -> bool:
+        """Whether a job of this method trains a LoRA (and reads `spec.lora`)."""
+        return False
+
+    def own_errors(self, spec: FineTuneJobSpec) -> list[str]:
+        """Broken rules of this method beyond its section and LoRA."""
+        return []
+
+    def own_schema_rules(self) -> list[dict[str, Any]]:
+        """The API server's form of `own_errors`."""
+        return []
+
+    def own_docs(self) -> list[str]:
+        """The reference page's form of `own_errors`."""
+        return []
+
+    @classmethod
+    def wire_section(cls) -> str | None:
+        """The section's camelCase name."""
+        if cls.section is None:
+            return None
+        head, *rest = cls.section.split("_")
+        return head + "".join(part.title() for part in rest)
+
+
+class LoraRules(MethodRules):
+    """`lora`: always trains a LoRA; no section of its own."""
+
+    method = Method.LORA
+    lora_schema = method_is(Method.LORA)
+    lora_doc = "`method: lora`"
+
+    def trains_lora(self, spec: FineTuneJobSpec) -> bool:
+        """Always."""
+        return True
+
+
+class DreamBoothRules(MethodRules):
+    """`dreambooth`: full UNet, or a LoRA with `exportLora`; prior preservation needs a class."""
+
+    method = Method.DREAMBOOTH
+    section = "dreambooth"
+    # The dreambooth-only rule makes a method check redundant here; naming exportLora in the
+    # branch makes the API server's 422 point at the switch to flip.
+    lora_schema = {
+        "required": ["dreambooth"],
+        "properties": {
+            "dreambooth": {
+                "required": ["exportLora"],
+                "properties": {"exportLora": {"enum": [True]}},
+            }
+        },
+    }
+    lora_doc = "`method: dreambooth` with `spec.dreambooth.exportLora: true`"
+
+    def trains_lora(self, spec: FineTuneJobSpec) -> bool:
+        """With `dreambooth.exportLora`."""
+        return spec.dreambooth is not None and spec.dreambooth.export_lora
+
+    def own_errors(self, spec: FineTuneJobSpec) -> list[str]:
+        """Prior preservation without a class prompt."""
+        if (
+            spec.dreambooth is not None
+            and spec.dreambooth.prior_preservation
+            and not spec.dataset.class_prompt
+        ):
+            return [
+                "spec.dataset.classPrompt is required when dreambooth.priorPreservation is "
+                "true: set it to the class, e.g. 'a photo of a dog', or disable "
+                "priorPreservation"
+            ]
+        return []
+
+    def own_schema_rules(self) -> list[dict[str, Any]]:
+        """Prior preservation needs a class prompt (the first branch names classPrompt)."""
+        return [
+            {
+                "anyOf": [
+                    {
+                        "required": ["dataset"],
+                        "properties": {
+                            "dataset": {"required": ["classPrompt"]},
+                            "dreambooth": {"properties": {"priorPreservation": {"enum": [True]}}},
+                        },
+                    },
+                    {
+                        "properties": {
+                            "dreambooth": {"properties": {"priorPreservation": {"enum": [False]}}}
+                        }
+                    },
+                ]
+            }
+        ]
+
+    def own_docs(self) -> list[str]:
+        """The prior-preservation rule."""
+        return ["`spec.dreambooth.priorPreservation: true` requires `spec.dataset.classPrompt`."]
+
+
+class TextualInversionRules(MethodRules):
+    """`textualInversion`: its section is required; never a LoRA."""
+
+    method = Method.TEXTUAL_INVERSION
+    section = "textual_inversion"
+    section_required = (
+        "set textualInversion.placeholderToken (e.g. '<my-concept>') and initializerToken"
+    )
+
+
+METHOD_RULES: dict[Method, MethodRules] = {
+    rules.method: rules for rules in (LoraRules(), DreamBoothRules(), TextualInversionRules())
+}
+"""The rules of every method, by method."""
+
+
+def rules_for(method: Method) -> MethodRules:
+    """The rules of `method`."""
+    return METHOD_RULES[method]
+
+
+def method_errors(spec: FineTuneJobSpec) -> list[str]:
+    """Every broken method rule of `spec`, as messages naming the field and the fix."""
+    method = spec.method
+    errors: list[str] = []
+    for rules in METHOD_RULES.values():
+        if rules.section is None:
+            continue
+        wire = rules.wire_section()
+        present = getattr(spec, rules.section) is not None
+        if method == rules.method and rules.section_required and not present:
+            errors.append(
+                f"spec.{wire} is required when method is {rules.method.value}: "
+                f"{rules.section_required}"
+            )
+        if method != rules.method and present:
+            errors.append(
+                f"spec.{wire} is only used with method {rules.method.value} "
+                f"(method is {method.value}): remove it or change the method"
+            )
+    if spec.lora is not None and not rules_for(method).trains_lora(spec):
+        errors.append(
+            f"spec.lora is only used with {_lora_methods_text()}: remove spec.lora, "
+            "set exportLora, or change the method"
+        )
+    for rules in METHOD_RULES.values():
+        errors.extend(rules.own_errors(spec))
+    return errors
+
+
+def method_schema_rules() -> list[dict[str, Any]]:
+    """The method rules as `anyOf` value validations for the CRD's spec schema.
+
+    The API server reports the errors of one failing branch: the one with the most passing
+    checks, the first on a tie. Each rule therefore lists first the branch whose error names
+    the field the user has to fix.
+    """
+    rules_list: list[dict[str, Any]] = []
+    for rules in METHOD_RULES.values():
+        wire = rules.wire_section()
+        if wire is None:
+            continue
+        if rules.section_required:
+            others = [method for method in METHOD_RULES if method != rules.method]
+            rules_list.append(
+                {"anyOf": [{"required": [wire], **method_is(rules.method)}, method_is(*others)]}
+            )
+        rules_list.append({"anyOf": [absent(wire), method_is(rules.method)]})
+    lora_branches = [r.lora_schema for r in METHOD_RULES.values() if r.lora_schema is not None]
+    rules_list.append({"anyOf": [absent("lora"), *lora_branches]})
+    for rules in METHOD_RULES.values():
+        rules_list.extend(rules.own_schema_rules())
+    return rules_list
+
+
+def method_rule_docs() -> list[str]:
+    """The method rules as sentences for the reference page."""
+    docs: list[str] = []
+    for rules in METHOD_RULES.values():
+        wire = rules.wire_section()
+        if wire is None:
+            continue
+        if rules.section_required:
+            docs.append(f"`method: {rules.method.value}` requires `spec.{wire}`.")
+        docs.append(f"`spec.{wire}` is only allowed with `method: {rules.method.value}`.")
+    docs.append(f"`spec.lora` is only allowed with {_lora_methods_doc()}.")
+    for rules in METHOD_RULES.values():
+        docs.extend(rules.own_docs())
+    return docs
+
+
+def _lora_methods_text() -> str:
+    return ", or ".join(
+        (rules.lora_doc or "").replace("`", "").replace("method: ", "method ")
+        for rules in METHOD_RULES.values()
+        if rules.lora_doc
+    )
+
+
+def _lora_methods_doc() -> str:
+    return ", or ".join(rules.lora_doc for rules in METHOD_RULES.values() if rules.lora_doc)
