@@ -120,11 +120,17 @@ def bare_accelerate_loop(
 
 
 def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path) -> list[float]:
-    """tuneforge's per-worker loop (world size 1); seconds of each step from its progress lines."""
+    """tuneforge's per-worker loop (world size 1); seconds of each step from its progress lines.
+
+    Each step is timed by the loop itself (its `images_per_s`), so loading the model before
+    the first step is not counted."""
+    import contextlib
+    import io
+
     from tuneforge.api import load_job
-    from tuneforge.settings import Settings
+    from tuneforge.contract import parse_progress_line
     from tuneforge_trainer.context import LocalContext
-    from tuneforge_trainer.loop import _Trainer
+    from tuneforge_trainer.loop import train_worker
     from tuneforge_trainer.plan import WorkerPlan, job_uid
 
     job = load_job(
@@ -154,18 +160,11 @@ def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path
         dataset_uri=str(dataset_dir),
         cache_dir=str(out_dir / "cache"),
     )
-    trainer = _Trainer(plan, LocalContext(out_dir / "checkpoints"), Settings())
-    trainer.setup()
-    import contextlib
-    import io
-
-    from tuneforge_trainer.progress import parse_event
-
     lines = io.StringIO()
     with contextlib.redirect_stdout(lines):
-        trainer.run()
-    events = [parse_event(line) for line in lines.getvalue().splitlines()]
-    return [BATCH / e["images_per_s"] for e in events if e and e.get("event") == "progress"]
+        train_worker(plan, LocalContext(out_dir / "checkpoints"))
+    progress = [parse_progress_line(line) for line in lines.getvalue().splitlines()]
+    return [BATCH / p.images_per_s for p in progress if p is not None and p.images_per_s]
 
 
 def main() -> None:
