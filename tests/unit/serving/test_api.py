@@ -155,7 +155,8 @@ def test_overload_is_429_and_timeout_is_504(engine: Any, folder_source: Any) -> 
             )
         return [a.status_code for a in answers]
 
-    assert asyncio.run(two_at_once()) == [200, 429]
+    # whichever the app admits first holds the only place; the other is refused
+    assert sorted(asyncio.run(two_at_once())) == [200, 429]
     with TestClient(_api(engine, folder_source, request_timeout_s=0.01)) as api:
         answer = api.post("/v1/generate", json={**SMALL, "steps": 15})
         assert answer.status_code == 504
