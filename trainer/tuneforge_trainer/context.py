@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from tuneforge.contract import Metric
 from tuneforge_trainer.strategies import World
 
 
@@ -57,7 +58,7 @@ class LocalContext:
         """Record metrics; copy the checkpoint into storage."""
         self.reports.append(dict(metrics))
         if checkpoint_dir is not None:
-            target = self.storage / f"checkpoint_{int(metrics['step']):08d}"
+            target = self.storage / f"checkpoint_{int(metrics[Metric.STEP]):08d}"
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(checkpoint_dir, target)

@@ -124,7 +124,8 @@ def test_lora_ddp_from_s3_registers_a_loadable_version(
     assert client.get_model_version_by_alias("ray-lora", "candidate").version == "1"
 
     fetched = _fetch(result, tmp_path)
-    assert fetched.manifest.alpha == 8.0 and fetched.manifest.job_uid == "uid-ray-lora"
+    assert fetched.manifest.lora is not None and fetched.manifest.lora.alpha == 8.0
+    assert fetched.manifest.job_uid == "uid-ray-lora"
     pipe = load_tiny_pipeline(tiny_model_dir)
     base = render_tiny(pipe)
     pipe.load_lora_weights(str(fetched.path))
@@ -153,7 +154,8 @@ def test_textual_inversion_fsdp_registers_only_new_rows(
     )
     result = run_job(job)
     fetched = _fetch(result, tmp_path)
-    assert fetched.manifest.tokens == ["<sks-toy>"] and fetched.manifest.steps == 2
+    assert fetched.manifest.embeddings is not None
+    assert fetched.manifest.embeddings.tokens == ["<sks-toy>"] and fetched.manifest.steps == 2
     pipe = load_tiny_pipeline(tiny_model_dir)
     base_rows = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
     init_id = pipe.tokenizer.encode("ball", add_special_tokens=False)[0]
