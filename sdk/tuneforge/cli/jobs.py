@@ -26,8 +26,8 @@ from tuneforge.cli.output import (
     print_jobs,
 )
 from tuneforge.client.client import Client
-from tuneforge.client.progress import TrainingProgress
 from tuneforge.client.state import JobProgress, JobState
+from tuneforge.contract import TrainingProgress
 from tuneforge.errors import TuneForgeError, WaitTimeoutError
 from tuneforge.settings import Settings
 

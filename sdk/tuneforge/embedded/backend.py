@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, FineTuneJobStatus, Reason
+from tuneforge.api import FineTuneJob, FineTuneJobStatus
 from tuneforge.api.status import now_rfc3339
 from tuneforge.client.backend import JobEvent
 from tuneforge.client.selectors import matches_selector
 from tuneforge.embedded.environment import child_environment
 from tuneforge.embedded.records import JobRecordStore
-from tuneforge.embedded.runner import mark_pending
+from tuneforge.embedded.runner import mark_pending, record_failure
 from tuneforge.settings import Settings
 
 LOG_POLL_INTERVAL_S = 0.2
@@ -191,16 +191,7 @@ class LocalBackend:
 
     def _mark_lost(self, name: str, pid: int) -> FineTuneJob:
         message = f"The embedded runner (pid {pid}) ended without finishing the job; see its logs"
-
-        def change(status: FineTuneJobStatus) -> None:
-            if status.is_finished():
-                return
-            status.completion_time = now_rfc3339()
-            status.set_condition(
-                ConditionType.SUCCEEDED, ConditionStatus.FALSE, Reason.JOB_FAILED, message
-            )
-
-        job = self.store.update_status(name, change)
+        job = record_failure(self.store, name, message)
         self.store.set_runner_pid(name, None)
         return job
 
