@@ -30,15 +30,15 @@ class FolderAdapterSource:
         self.versions.setdefault(name, []).append(folder)
         return len(self.versions[name])
 
-    def resolve(self, reference: str) -> ResolvedAdapter:
+    def resolve(self, reference: AdapterRef | str) -> ResolvedAdapter:
         """`name` (latest) or `name/VERSION`; AdapterNotFoundError otherwise (no aliases)."""
         from tuneforge.errors import AdapterNotFoundError
         from tuneforge.registry import ResolvedAdapter
 
-        ref = AdapterRef.parse(reference)
+        ref = reference if isinstance(reference, AdapterRef) else AdapterRef.parse(reference)
         folders = self.versions.get(ref.name)
         if not folders or ref.alias is not None or not 0 < (ref.version or 1) <= len(folders):
-            raise AdapterNotFoundError(f"adapter {reference!r} is not registered")
+            raise AdapterNotFoundError(f"adapter '{ref}' is not registered")
         number = ref.version or len(folders)
         return ResolvedAdapter(
             name=ref.name, version=number, source=str(folders[number - 1]), run_id=None

@@ -31,7 +31,7 @@ class AdapterResolver:
         if cached is not None and (reference.pinned or now - cached[0] < self.ttl_s):
             return cached[1]
         try:
-            resolved = self.registry.resolve(str(reference))
+            resolved = self.registry.resolve(reference)
         except AdapterNotFoundError as error:
             raise AdapterUnknown(f"adapter '{reference}' not found: {error}") from error
         except UnsafeArtifactError as error:

@@ -79,7 +79,7 @@ def test_missing_or_foreign_multiplex_id_is_not_an_error(
     from tuneforge_serving.jobs import GenerationJob
 
     handle = serve.get_deployment_handle("sd15", app_name=APP_NAME)
-    resolved = AdapterRegistry().resolve(str(AdapterRef(registered["lora3"], 1)))
+    resolved = AdapterRegistry().resolve(AdapterRef(registered["lora3"], 1))
     job = GenerationJob(
         prompt="a cat", adapters=[(resolved, 1.0)], steps=2, width=64, height=64, seed=3
     )

@@ -47,8 +47,7 @@ def test_1000_switches_across_10_adapters_with_lru_3(
     )
     engine = ServingEngine(config, registry)
     resolved = [
-        registry.resolve(str(AdapterRef(registered[f"lora{i}"], alias="prod")))
-        for i in range(ADAPTERS)
+        registry.resolve(AdapterRef(registered[f"lora{i}"], alias="prod")) for i in range(ADAPTERS)
     ]
 
     def run(index: int) -> bytes:
