@@ -14,8 +14,8 @@ from typing import Any
 
 from tuneforge.api import FineTuneJob
 from tuneforge.settings import Settings
+from tuneforge.storage import is_s3_uri
 from tuneforge_trainer.errors import TrainingFailed
-from tuneforge_trainer.inputs import is_s3
 from tuneforge_trainer.plan import WorkerPlan, run_name
 
 FORWARDED_ENV_PREFIXES = ("TUNEFORGE_", "AWS_", "MLFLOW_", "HF_", "OMP_", "MKL_")
@@ -58,7 +58,7 @@ def connect_ray(settings: Settings, cpus_needed: int) -> bool:
 
 def storage_for(checkpoint_uri: str, settings: Settings) -> tuple[str, Any]:
     """`(storage_path, storage_filesystem)` for Ray Train (the S3 bucket is created if missing)."""
-    if not is_s3(checkpoint_uri):
+    if not is_s3_uri(checkpoint_uri):
         path = checkpoint_uri.removeprefix("file://")
         os.makedirs(path, exist_ok=True)
         return path, None

@@ -17,6 +17,7 @@ import torch
 
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import Metric
+from tuneforge.inputs import materialize
 from tuneforge.settings import Settings
 from tuneforge_trainer.batches import LatentEncoder, micro_batch_loss, micro_batches
 from tuneforge_trainer.checkpoints import (
@@ -29,7 +30,6 @@ from tuneforge_trainer.components import load_components
 from tuneforge_trainer.context import WorkerContext
 from tuneforge_trainer.data import ExampleSource, instance_root, read_records
 from tuneforge_trainer.export import export_adapter
-from tuneforge_trainer.inputs import materialize
 from tuneforge_trainer.methods import TrainingMethod, build_method
 from tuneforge_trainer.plan import WorkerPlan
 from tuneforge_trainer.progress import ProgressPrinter

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.api import FineTuneJob
+from tuneforge.inputs import materialize
 from tuneforge.settings import Settings
+from tuneforge.storage import is_s3_uri
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
-from tuneforge_trainer.inputs import is_s3, materialize
 from tuneforge_trainer.methods import method_class
 
 MAX_LISTED = 10
@@ -46,7 +47,7 @@ def check_s3(job: FineTuneJob, settings: Settings, checkpoint_uri: str) -> None:
         "spec.dataset.classDataUri": spec.dataset.class_data_uri or "",
         "TUNEFORGE_CHECKPOINT_URI": checkpoint_uri,
     }
-    on_s3 = [name for name, uri in fields.items() if is_s3(uri)]
+    on_s3 = [name for name, uri in fields.items() if is_s3_uri(uri)]
     if not on_s3:
         return
     missing = settings.missing_s3_settings()

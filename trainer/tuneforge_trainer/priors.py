@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from tuneforge.api import FineTuneJob
+from tuneforge.inputs import materialize
 from tuneforge.settings import Settings
 from tuneforge_trainer.data import bundled_class_root, list_images
-from tuneforge_trainer.inputs import materialize
 
 GENERATION_STEPS = 25
 

@@ -15,10 +15,10 @@ from typing import Any
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
+from tuneforge.storage import is_s3_uri
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
 from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
 from tuneforge_trainer.export import read_manifest
-from tuneforge_trainer.inputs import is_s3
 from tuneforge_trainer.plan import WorkerPlan, job_uid, run_name
 from tuneforge_trainer.preflight import preflight
 from tuneforge_trainer.priors import class_images_dir
@@ -51,7 +51,7 @@ def publish_class_images(
     local_dir: Path, checkpoint_uri: str, job: FineTuneJob, settings: Settings
 ) -> str:
     """Where workers find the class images: beside the checkpoints on S3, or the local folder."""
-    if not is_s3(checkpoint_uri):
+    if not is_s3_uri(checkpoint_uri):
         return str(local_dir)
     from tuneforge.storage import upload_dir
 
@@ -97,7 +97,7 @@ def run_job(
         publish_class_images(class_dir, checkpoint_uri, job, settings) if class_dir else None
     )
 
-    run_id = find_or_create_run(tracking_uri, job, uid, trainer_settings.mlflow_experiment)
+    run_id = find_or_create_run(tracking_uri, job, uid, settings)
     tracker = RunTracker(tracking_uri, run_id, settings)
     resources = job.spec.resources
     plan = WorkerPlan(

@@ -1,6 +1,6 @@
 """MLflow: one run per job (found again by its `Tag.JOB_UID` tag), metrics and images.
 
-The driver finds or creates the run (in `TrainerSettings.mlflow_experiment`) and logs the
+The driver finds or creates the run (in `Settings.mlflow_experiment`) and logs the
 spec as params; rank 0 of the workers logs metrics (`Metric.*`) and validation images into it.
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import Tag, job_run_filter
+from tuneforge.registry import ensure_experiment
 from tuneforge.settings import Settings
 
 
@@ -31,14 +32,13 @@ def client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str, experiment_name: str) -> str:
-    """The id of the job's run: the one tagged with its uid, else a new one with its params."""
+def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str, settings: Settings) -> str:
+    """The id of the job's run: the one tagged with its uid, else a new one with its params.
+
+    Runs live in `Settings.mlflow_experiment`, created (with its artifact location) if missing.
+    """
     mlflow = client(tracking_uri)
-    name = experiment_name
-    experiment = mlflow.get_experiment_by_name(name)
-    experiment_id = (
-        experiment.experiment_id if experiment is not None else mlflow.create_experiment(name)
-    )
+    experiment_id = ensure_experiment(mlflow, settings)
     found = mlflow.search_runs([experiment_id], filter_string=job_run_filter(uid), max_results=1)
     if found:
         run_id: str = found[0].info.run_id

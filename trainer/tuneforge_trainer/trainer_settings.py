@@ -6,7 +6,6 @@
 - `TUNEFORGE_TRAINER_CACHE`: download cache for models and data (default `<home>/cache`).
 - `TUNEFORGE_TRAINER_MAX_FAILURES`: worker failures survived by restarting from the latest
   checkpoint (Ray Train `FailureConfig.max_failures`, default 2).
-- `TUNEFORGE_MLFLOW_EXPERIMENT`: MLflow experiment of the jobs' runs (default `tuneforge`).
 - `TUNEFORGE_DEEPSPEED_ZERO_STAGE`: force the DeepSpeed ZeRO stage (2 or 3); by default
   ZeRO-3 when the full UNet trains, else ZeRO-2. The driver hands it to the workers in
   their `WorkerPlan`.
@@ -35,8 +34,6 @@ class TrainerSettings(BaseSettings):
     """Download cache for base models and datasets."""
     trainer_max_failures: int = Field(default=2, ge=0)
     """Worker failures to survive (restart from the latest checkpoint)."""
-    mlflow_experiment: str = Field(default="tuneforge", min_length=1)
-    """MLflow experiment that holds the jobs' runs."""
     deepspeed_zero_stage: int | None = Field(default=None, ge=0, le=3)
     """DeepSpeed ZeRO stage to force; unset: 3 when the full UNet trains, else 2."""
 

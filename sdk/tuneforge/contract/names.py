@@ -23,7 +23,7 @@ class Tag:
     BASE_MODEL: Final = "tuneforge.base_model"
     """Base model URI of a registered version."""
     MODEL_VERSION: Final = "tuneforge.model_version"
-    """`name/version` the run registered (runs)."""
+    """The version number the run registered, as text (runs)."""
 
 
 class Metric:
