@@ -17,10 +17,7 @@ method (preflight, parameter groups) is its `TrainingMethod` in `tuneforge_train
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from tuneforge.api.spec import FineTuneJobSpec
+from typing import Any, ClassVar, Protocol
 
 
 class Method(str, Enum):
@@ -29,6 +26,26 @@ class Method(str, Enum):
     LORA = "lora"
     DREAMBOOTH = "dreambooth"
     TEXTUAL_INVERSION = "textualInversion"
+
+
+class FineTuneJobSpec(Protocol):
+    """What the rules read of `tuneforge.api.spec.FineTuneJobSpec` (no import: no cycle)."""
+
+    @property
+    def method(self) -> Method:
+        """The job's method."""
+
+    @property
+    def lora(self) -> Any:
+        """`spec.lora` or None."""
+
+    @property
+    def dreambooth(self) -> Any:
+        """`spec.dreambooth` or None."""
+
+    @property
+    def dataset(self) -> Any:
+        """`spec.dataset`."""
 
 
 def method_is(*methods: Method) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class EmbeddingsSection(_Strict):
     """The textual-inversion embeddings in `learned_embeds.safetensors`."""
 
     tokens: list[str] = Field(min_length=1)
-    """Placeholder tokens, one embedding row each, in file order."""
+    """Placeholder tokens, in file order (one file entry each, holding its `numVectors` rows)."""
 
 
 class AdapterManifest(_Strict):
