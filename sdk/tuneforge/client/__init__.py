@@ -1,6 +1,5 @@
 """The TuneForge SDK: `Client`, its backends, builders and the types it returns."""
 
-from tuneforge.client.adapters import AdapterVersion, RegisteredAdapter
 from tuneforge.client.backend import JobBackend, JobEvent
 from tuneforge.client.builders import (
     cpu_resources,
@@ -11,6 +10,7 @@ from tuneforge.client.builders import (
 from tuneforge.client.client import Client
 from tuneforge.client.state import JobProgress, JobState, job_state
 from tuneforge.contract.progress import TrainingProgress, parse_progress_line
+from tuneforge.registry import AdapterVersion, RegisteredAdapter
 
 __all__ = [
     "AdapterVersion",
