@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from tuneforge.api import API_VERSION, KIND, FineTuneJob
-from tuneforge.api.runtime import TrainingRuntime
+from tuneforge.api.runtime import TRAINER_CACHE_ENV, ModelCache, TrainingRuntime
 from tuneforge_operator.entrypoint import build_entrypoint
 
 RAYJOB_API_VERSION = "ray.io/v1"
@@ -25,6 +25,7 @@ JOB_NAME_LABEL = "tuneforge.io/job-name"
 JOB_UID_LABEL = "tuneforge.io/job-uid"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 WORKER_GROUP = "workers"
+MODEL_CACHE_VOLUME = "model-cache"
 MUTABLE_SPEC_FIELDS = frozenset({"suspend"})
 """FineTuneJob spec fields the operator still applies once the RayJob exists."""
 
@@ -69,13 +70,41 @@ def owner_reference(job: FineTuneJob) -> dict[str, Any]:
 
 def _env(runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
     """The runtime's environment: the job itself travels only in the entrypoint's JSON."""
-    env = [{"name": name, "value": value} for name, value in sorted(runtime.env.items())]
+    variables = {**runtime.env, TRAINER_CACHE_ENV: runtime.model_cache.mount_path}
+    env = [{"name": name, "value": value} for name, value in sorted(variables.items())]
     env_from = [
         {"secretRef": {"name": secret}}
         for secret in (runtime.s3_secret_ref, runtime.mlflow_secret_ref)
         if secret
     ]
     return env, env_from
+
+
+def model_cache_volume(cache: ModelCache) -> dict[str, Any]:
+    """The model-cache volume: the runtime's claim or hostPath, else a size-limited emptyDir."""
+    if cache.persistent_volume_claim:
+        return {
+            "name": MODEL_CACHE_VOLUME,
+            "persistentVolumeClaim": {"claimName": cache.persistent_volume_claim},
+        }
+    if cache.host_path:
+        return {
+            "name": MODEL_CACHE_VOLUME,
+            "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"},
+        }
+    return {"name": MODEL_CACHE_VOLUME, "emptyDir": {"sizeLimit": cache.size_limit}}
+
+
+def _volumes(runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
+    """Volumes and mounts of every Ray container: the model cache, and `/dev/shm` if sized."""
+    volumes = [model_cache_volume(runtime.model_cache)]
+    mounts = [{"name": MODEL_CACHE_VOLUME, "mountPath": runtime.model_cache.mount_path}]
+    if runtime.shm_size:
+        volumes.append(
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}}
+        )
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return volumes, mounts
 
 
 def _pod_template(
@@ -87,12 +116,14 @@ def _pod_template(
     tolerate: bool,
 ) -> dict[str, Any]:
     env, env_from = _env(runtime)
+    volumes, mounts = _volumes(runtime)
     container: dict[str, Any] = {
         "name": container_name,
         "image": runtime.image,
         "imagePullPolicy": runtime.image_pull_policy,
         "resources": resources,
         "env": env,
+        "volumeMounts": mounts,
     }
     if env_from:
         container["envFrom"] = env_from
@@ -102,12 +133,7 @@ def _pod_template(
             {"name": "dashboard", "containerPort": 8265},
             {"name": "client", "containerPort": 10001},
         ]
-    pod_spec: dict[str, Any] = {"containers": [container]}
-    if runtime.shm_size:
-        container["volumeMounts"] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-        pod_spec["volumes"] = [
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}}
-        ]
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
     if runtime.service_account_name:
         pod_spec["serviceAccountName"] = runtime.service_account_name
     if node_selector:

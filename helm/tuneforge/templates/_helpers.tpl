@@ -237,6 +237,15 @@ Called with (dict "root" $ "runtime" $runtime).
 {{- end -}}
 {{- $env := include "tuneforge.endpointEnvMap" $root | fromYaml -}}
 {{- $_ := set $doc "env" (mergeOverwrite $env ($doc.env | default dict)) -}}
+{{- $cache := $doc.modelCache | default dict -}}
+{{- if and $cache.persistentVolumeClaim $cache.hostPath -}}
+{{- fail (printf "runtimes.%s.modelCache: name either persistentVolumeClaim or hostPath, not both" .name) -}}
+{{- end -}}
+{{- range $key, $value := deepCopy $cache -}}
+{{- if not $value -}}
+{{- $_ := unset $cache $key -}}
+{{- end -}}
+{{- end -}}
 {{- range $key, $value := deepCopy $doc -}}
 {{- if not $value -}}
 {{- $_ := unset $doc $key -}}

@@ -12,7 +12,7 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tuneforge.api.base import ApiModel
 
@@ -22,6 +22,13 @@ RUNTIMES_CONFIGMAP = "tuneforge-runtimes"
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_ABSOLUTE_PATH = r"^/"
+
+TRAINER_CACHE_ENV = "TUNEFORGE_TRAINER_CACHE"
+"""The trainer's download cache (`TrainerSettings.trainer_cache`): the builder points it at
+the model-cache volume."""
+DEFAULT_MODEL_CACHE_PATH = "/var/cache/tuneforge"
+"""Where the model-cache volume is mounted in every Ray container by default."""
 
 
 class Toleration(ApiModel):
@@ -46,6 +53,35 @@ class HeadResources(ApiModel):
     """CPU request and limit of the head container."""
     memory: str = Field(default="8Gi", pattern=_QUANTITY)
     """Memory request and limit of the head container."""
+
+
+class ModelCache(ApiModel):
+    """The model-cache volume of every Ray container, mounted at the trainer's download cache.
+
+    Base models and datasets are downloaded there once (under a file lock) instead of on the
+    container's disk. The volume is an `emptyDir` of `sizeLimit` unless a PersistentVolumeClaim
+    or a hostPath is named (at most one): an `emptyDir` lives as long as its pod (each worker
+    pod downloads the weights once; the head only reads configs), a hostPath keeps one copy
+    per node across jobs, a ReadWriteMany claim one copy for all the pods that mount it.
+    """
+
+    mount_path: str = Field(default=DEFAULT_MODEL_CACHE_PATH, pattern=_ABSOLUTE_PATH)
+    """Mount path in the Ray containers; it becomes their `TUNEFORGE_TRAINER_CACHE`."""
+    size_limit: str = Field(default="20Gi", pattern=_QUANTITY)
+    """Size limit of the default `emptyDir` (SD 1.5 in fp32 is 4.3 GB; datasets and class
+    images come on top). Ignored with a claim or a hostPath."""
+    persistent_volume_claim: str | None = Field(default=None, pattern=_NAME)
+    """An existing PersistentVolumeClaim in the job's namespace to use instead of the
+    `emptyDir` (ReadWriteMany when the workers run on several nodes)."""
+    host_path: str | None = Field(default=None, pattern=_ABSOLUTE_PATH)
+    """A folder on the node to use instead of the `emptyDir` (created if missing), so that
+    every pod on a node shares one download across jobs."""
+
+    @model_validator(mode="after")
+    def _one_volume_source(self) -> ModelCache:
+        if self.persistent_volume_claim and self.host_path:
+            raise ValueError("modelCache: name either persistentVolumeClaim or hostPath, not both")
+        return self
 
 
 class TrainingRuntime(ApiModel):
@@ -85,6 +121,8 @@ class TrainingRuntime(ApiModel):
     shm_size: str | None = Field(default="2Gi", pattern=_QUANTITY)
     """Size of the in-memory `/dev/shm` of every Ray container (data loaders need it);
     unset keeps the container runtime's default."""
+    model_cache: ModelCache = Field(default_factory=ModelCache)
+    """The volume that holds downloaded base models and datasets in every Ray container."""
     priority_class_name: str | None = Field(default=None, pattern=_NAME)
     """PriorityClass of the Ray pods."""
     pod_labels: dict[str, str] = Field(default_factory=dict)
@@ -99,6 +137,10 @@ class TrainingRuntime(ApiModel):
         if bad:
             raise ValueError(
                 f"runtime.env: invalid variable names {bad}: use letters, digits, '_', '-', '.'"
+            )
+        if TRAINER_CACHE_ENV in value:
+            raise ValueError(
+                f"runtime.env: {TRAINER_CACHE_ENV} is set from modelCache.mountPath; set that"
             )
         return value
 

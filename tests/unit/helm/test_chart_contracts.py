@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.helm.helmchart import CHART_DIR, one, render
+from tests.unit.helm.helmchart import CHART_DIR, one, render, template
 from tests.unit.helm.variants import VARIANTS
 
 SCHEMA = json.loads((CHART_DIR / "values.schema.json").read_text())
@@ -64,6 +64,33 @@ def test_named_runtimes_keep_their_own_settings(chart: Path) -> None:
     assert a100.env["NCCL_DEBUG"] == "INFO"
     assert a100.env["TUNEFORGE_S3_ENDPOINT"] == "https://s3.eu-west-1.amazonaws.com"
     assert runtimes["default"].s3_secret_ref == "my-s3"
+
+
+def test_runtimes_mount_a_model_cache_the_chart_documents(chart: Path) -> None:
+    from tuneforge.api.runtime import DEFAULT_MODEL_CACHE_PATH, ModelCache
+
+    values = {
+        "runtimes": {
+            "default": {},
+            "nvme": {"modelCache": {"hostPath": "/mnt/nvme/tuneforge"}},
+            "shared": {"modelCache": {"persistentVolumeClaim": "sd-models"}},
+        }
+    }
+    runtimes = _runtimes(render(chart, values))
+    assert runtimes["default"].model_cache == ModelCache(mount_path=DEFAULT_MODEL_CACHE_PATH)
+    assert runtimes["default"].model_cache.size_limit == "20Gi"
+    assert runtimes["nvme"].model_cache.host_path == "/mnt/nvme/tuneforge"
+    assert runtimes["nvme"].model_cache.persistent_volume_claim is None
+    assert runtimes["shared"].model_cache.persistent_volume_claim == "sd-models"
+    defaults = SCHEMA["properties"]["runtimes"]["additionalProperties"]["properties"]
+    assert set(defaults["modelCache"]["properties"]) == _aliases(ModelCache)
+
+
+def test_a_runtime_with_two_cache_volumes_fails_the_install(chart: Path) -> None:
+    cache = {"persistentVolumeClaim": "sd-models", "hostPath": "/mnt/sd"}
+    result = template(chart, {"runtimes": {"default": {"modelCache": cache}}})
+    assert result.returncode != 0
+    assert "runtimes.default.modelCache: name either" in result.output, result.output
 
 
 def _container_env(docs: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.unit.operator.helpers import JOB_UID, job, runtime
+from tuneforge.api.runtime import DEFAULT_MODEL_CACHE_PATH, TRAINER_CACHE_ENV
 from tuneforge_operator.builder import (
     KUEUE_QUEUE_LABEL,
     MAX_RAYJOB_NAME,
+    MODEL_CACHE_VOLUME,
     build_rayjob,
     changed_immutable_fields,
     rayjob_name,
@@ -141,3 +145,84 @@ def test_building_needs_a_job_read_from_the_api() -> None:
     no_uid.metadata.uid = None
     with pytest.raises(ValueError, match="metadata.uid"):
         build_rayjob(no_uid, runtime())
+
+
+def _pods(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    cluster = manifest["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    return [group["template"]["spec"] for group in groups]
+
+
+def _cache_volume(pod: dict[str, Any]) -> dict[str, Any]:
+    (volume,) = [v for v in pod["volumes"] if v["name"] == MODEL_CACHE_VOLUME]
+    return volume
+
+
+def test_every_ray_pod_downloads_into_a_size_limited_empty_dir_by_default() -> None:
+    pods = _pods(build_rayjob(job(), runtime()))
+    assert len(pods) == 2  # head and workers
+    for pod in pods:
+        assert _cache_volume(pod) == {"name": MODEL_CACHE_VOLUME, "emptyDir": {"sizeLimit": "20Gi"}}
+        (container,) = pod["containers"]
+        mount = {"name": MODEL_CACHE_VOLUME, "mountPath": DEFAULT_MODEL_CACHE_PATH}
+        assert mount in container["volumeMounts"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env[TRAINER_CACHE_ENV] == DEFAULT_MODEL_CACHE_PATH
+
+
+def test_the_trainer_reads_its_cache_where_the_volume_is_mounted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tuneforge.settings import Settings
+    from tuneforge_trainer.trainer_settings import TrainerSettings
+
+    the_runtime = runtime(modelCache={"mountPath": "/models", "sizeLimit": "50Gi"})
+    (container,) = _pods(build_rayjob(job(), the_runtime))[1]["containers"]
+    for variable in container["env"]:
+        monkeypatch.setenv(variable["name"], variable["value"])
+    assert TrainerSettings().cache_dir(Settings()) == Path("/models")
+    assert {"name": MODEL_CACHE_VOLUME, "mountPath": "/models"} in container["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    ("cache", "source"),
+    [
+        (
+            {"persistentVolumeClaim": "sd-models"},
+            {"persistentVolumeClaim": {"claimName": "sd-models"}},
+        ),
+        (
+            {"hostPath": "/mnt/nvme/tuneforge"},
+            {"hostPath": {"path": "/mnt/nvme/tuneforge", "type": "DirectoryOrCreate"}},
+        ),
+    ],
+)
+def test_a_runtime_can_name_a_claim_or_a_host_path_for_the_cache(
+    cache: dict[str, str], source: dict[str, Any]
+) -> None:
+    for pod in _pods(build_rayjob(job(), runtime(modelCache=cache))):
+        assert _cache_volume(pod) == {"name": MODEL_CACHE_VOLUME, **source}
+
+
+def test_shm_stays_beside_the_cache_and_can_be_left_out() -> None:
+    (head, _) = _pods(build_rayjob(job(), runtime()))
+    assert {v["name"] for v in head["volumes"]} == {MODEL_CACHE_VOLUME, "dshm"}
+    (head, _) = _pods(build_rayjob(job(), runtime(shmSize=None)))
+    assert [v["name"] for v in head["volumes"]] == [MODEL_CACHE_VOLUME]
+    assert [m["name"] for m in head["containers"][0]["volumeMounts"]] == [MODEL_CACHE_VOLUME]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        (
+            {"modelCache": {"persistentVolumeClaim": "sd", "hostPath": "/mnt/sd"}},
+            "either persistentVolumeClaim or hostPath",
+        ),
+        ({"env": {TRAINER_CACHE_ENV: "/elsewhere"}}, "modelCache.mountPath"),
+        ({"modelCache": {"mountPath": "relative/cache"}}, "mount_path|mountPath"),
+    ],
+)
+def test_runtime_refuses_a_cache_it_cannot_mount(overrides: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        runtime(**overrides)
