@@ -223,7 +223,7 @@ imagePullSecrets:
 {{/*
 One training runtime with the chart's defaults filled in and empty optional fields left out, so
 the operator's model (tuneforge.api.runtime.TrainingRuntime) applies its own defaults.
-Called with (dict "root" $ "runtime" $runtime).
+Called with (dict "root" $ "name" $name "runtime" $runtime).
 */}}
 {{- define "tuneforge.runtime" -}}
 {{- $root := .root -}}
