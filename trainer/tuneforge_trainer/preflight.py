@@ -5,31 +5,54 @@ URI or the checkpoint storage is on S3), MLflow reachability, the dataset (empty
 or corrupt images, images smaller than the resolution, missing captions), the base model's
 parts, and the method's own settings (`TrainingMethod.preflight`: LoRA target modules
 against the UNet built from its config, textual-inversion tokens).
+
+The driver never downloads the base model's weights: every check reads configs. A local
+folder is read where it is; an S3 or Hub folder contributes only its configs and tokenizer
+(its listing shows the weights are there); a single-file checkpoint only its header (tensor
+names and shapes), which picks the SD 1.x architecture whose configs TuneForge writes
+(`tuneforge.assets.sd15`). The workers download the weights where they load them.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import struct
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.api import FineTuneJob
-from tuneforge.inputs import materialize
+from tuneforge.assets.sd15 import architecture_for, config_dir
+from tuneforge.base_fingerprint import single_file_signature
+from tuneforge.base_model import (
+    VARIANTS,
+    BaseModelSource,
+    component_weight_files,
+    hf_allow_patterns,
+    parse_base_model,
+)
+from tuneforge.inputs import materialize, s3_cache_dir
 from tuneforge.settings import Settings
-from tuneforge.storage import is_s3_uri
+from tuneforge.storage import S3Uri, download_prefix, is_s3_uri, list_prefix, minio_client
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
 from tuneforge_trainer.methods import method_class
 
 MAX_LISTED = 10
+CONFIG_PATTERNS = tuple(p for p in hf_allow_patterns() if not p.endswith(".safetensors"))
+"""The files of a diffusers folder the checks read: configs and tokenizer, no weights."""
+HEADER_SUFFIX = ".header"
+"""Suffix of the local copy of a remote checkpoint's safetensors header (no tensor data)."""
 
 
 @dataclass(frozen=True)
 class PreparedInputs:
     """Local folders of the checked inputs."""
 
-    model_dir: Path
+    model_config_dir: Path
+    """The base model's configs and tokenizer (its weights only when the base is local)."""
     dataset_dir: Path
 
 
@@ -117,7 +140,7 @@ def check_dataset(job: FineTuneJob, dataset_dir: Path) -> None:
 
 
 def check_model(job: FineTuneJob, model_dir: Path) -> None:
-    """The base model folder has the diffusers parts the trainer loads."""
+    """The base model's config folder has the diffusers parts the trainer loads."""
     missing = [
         part
         for part in ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer")
@@ -130,10 +153,108 @@ def check_model(job: FineTuneJob, model_dir: Path) -> None:
         )
 
 
+def model_config_dir(job: FineTuneJob, settings: Settings, cache_dir: Path) -> Path:
+    """The base model's configs and tokenizer as a local folder, without its weights.
+
+    ValueError (or a storage or Hub error) when the base model cannot be read; FileNotFoundError
+    naming the weight files an S3 folder lacks; KeyError when a checkpoint is not SD 1.x.
+    """
+    base = job.spec.base_model
+    source = parse_base_model(base.uri, base.revision)
+    if source.single_file:
+        header = _checkpoint_header(source, cache_dir / "headers", settings)
+        folder: Path = config_dir(architecture_for(single_file_signature(header)), settings)
+        return folder
+    if source.scheme == "local":
+        return Path(source.location)
+    if source.scheme == "s3":
+        return _s3_configs(source, cache_dir / "configs", settings)
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            source.location,
+            revision=source.revision,
+            allow_patterns=list(CONFIG_PATTERNS),
+            cache_dir=str(cache_dir / "hf"),
+        )
+    )
+
+
+def _check_weights(names: set[str]) -> None:
+    """A folder's file names include one weight file per component (plain or a variant)."""
+    for variant in (None, *VARIANTS):
+        if all(str(path) in names for path in component_weight_files(Path(), variant)):
+            return
+    missing = [str(p) for p in component_weight_files(Path(), None) if str(p) not in names]
+    raise FileNotFoundError(
+        f"lacks weights: {', '.join(missing)} (safetensors only, or their *.fp16.safetensors)"
+    )
+
+
+def _s3_configs(source: BaseModelSource, root: Path, settings: Settings) -> Path:
+    """Download only the config and tokenizer files of the S3 folder (its listing shows the
+    weights are there)."""
+    names = set(list_prefix(source.location, settings))
+    if not names:
+        raise FileNotFoundError(f"nothing found at {source.location}")
+    if "model_index.json" in names:
+        _check_weights(names)
+    dest: Path = s3_cache_dir(source.location, root)
+    for name in sorted(names):
+        if any(fnmatch.fnmatch(name, pattern) for pattern in CONFIG_PATTERNS):
+            download_prefix(f"{source.location}/{name}", (dest / name).parent, settings)
+    return dest
+
+
+def _checkpoint_header(source: BaseModelSource, root: Path, settings: Settings) -> Path:
+    """A local file holding the checkpoint's safetensors header (the whole file if local)."""
+    if source.scheme == "local":
+        return Path(source.location)
+    if source.scheme == "s3":
+        stored = s3_cache_dir(source.location, root)
+        target: Path = stored.with_name(stored.name + HEADER_SUFFIX)
+        uri = S3Uri.parse(source.location)
+        client = minio_client(settings)
+
+        def read(offset: int, length: int) -> bytes:
+            response = client.get_object(uri.bucket, uri.prefix, offset=offset, length=length)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        prefix = read(0, 8)
+        header = read(8, struct.unpack("<Q", prefix)[0])
+    else:
+        from huggingface_hub import HfApi
+
+        assert source.filename is not None  # a single file on the Hub names it
+        tensors = (
+            HfApi()
+            .parse_safetensors_file_metadata(
+                source.location, source.filename, revision=source.revision
+            )
+            .tensors
+        )
+        entries = {
+            name: {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": list(t.data_offsets)}
+            for name, t in tensors.items()
+        }
+        header = json.dumps(entries).encode()
+        prefix = struct.pack("<Q", len(header))
+        revision = source.revision or "main"
+        target = root / "hf" / source.location / revision / (source.filename + HEADER_SUFFIX)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(prefix + header)
+    return target
+
+
 def preflight(
     job: FineTuneJob, settings: Settings, tracking_uri: str, checkpoint_uri: str, cache_dir: Path
 ) -> PreparedInputs:
-    """Run every check; return the local folders of the model and the dataset."""
+    """Run every check; return the model's config folder and the dataset's local folder."""
     check_s3(job, settings, checkpoint_uri)
     check_mlflow(tracking_uri)
     try:
@@ -142,11 +263,11 @@ def preflight(
         raise InvalidTrainingInput(f"spec.dataset.uri {job.spec.dataset.uri}: {error}") from error
     check_dataset(job, dataset_dir)
     try:
-        model_dir = materialize(job.spec.base_model.uri, cache_dir, settings)
+        config_folder = model_config_dir(job, settings, cache_dir)
     except Exception as error:
         raise InvalidTrainingInput(
             f"spec.baseModel.uri {job.spec.base_model.uri}: {error}"
         ) from error
-    check_model(job, model_dir)
-    method_class(job.spec.method).preflight(job.spec, model_dir)
-    return PreparedInputs(model_dir=model_dir, dataset_dir=dataset_dir)
+    check_model(job, config_folder)
+    method_class(job.spec.method).preflight(job.spec, config_folder)
+    return PreparedInputs(model_config_dir=config_folder, dataset_dir=dataset_dir)

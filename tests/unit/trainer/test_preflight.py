@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def dataset_copy(tiny_dataset_dir, tmp_path) -> Path:
 def test_a_valid_job_passes_and_returns_local_folders(tiny_model_dir, tiny_dataset_dir, tmp_path):
     job = make_trainer_job("lora", tiny_model_dir, tiny_dataset_dir)
     prepared = _check(job, tmp_path)
-    assert prepared.model_dir == Path(tiny_model_dir)
+    assert prepared.model_config_dir == Path(tiny_model_dir)
     assert prepared.dataset_dir == Path(tiny_dataset_dir)
 
 
@@ -160,3 +161,102 @@ def test_cli_exit_codes_and_one_line_errors(tiny_model_dir, tiny_dataset_dir, tm
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_single_file(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model as one original-layout checkpoint."""
+    from tuneforge.assets.sd15_random import write_single_file
+
+    return write_single_file(tiny_model_dir, tmp_path_factory.mktemp("single") / "tiny.safetensors")
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and ".safetensors" in p.name)
+
+
+def test_a_single_file_checkpoint_is_checked_from_its_header(
+    tiny_single_file, tiny_dataset_dir, tmp_path
+):
+    from tuneforge.assets.sd15 import TINY, config_dir
+
+    settings = _settings(tmp_path)
+    job = make_trainer_job("lora", tiny_single_file, tiny_dataset_dir)
+    prepared = _check(job, tmp_path, settings)
+    assert prepared.model_config_dir == config_dir(TINY, settings)
+    assert _weight_files(prepared.model_config_dir) == []
+    clash = make_trainer_job(
+        "textualInversion",
+        tiny_single_file,
+        tiny_dataset_dir,
+        textualInversion={"placeholderToken": "photo", "initializerToken": "ball"},
+    )
+    with pytest.raises(InvalidTrainingInput, match=r"placeholderToken: \['photo'\] already in"):
+        _check(clash, tmp_path, settings)
+
+
+def test_a_checkpoint_that_is_not_sd1_is_refused_before_training(tiny_dataset_dir, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"model.weight": np.zeros((2, 2), dtype=np.float32)}, str(other))
+    job = make_trainer_job("lora", other, tiny_dataset_dir)
+    with pytest.raises(InvalidTrainingInput, match=r"spec.baseModel.uri .*other.safetensors"):
+        _check(job, tmp_path)
+
+
+def test_a_pickled_checkpoint_is_refused_with_the_conversion(tiny_dataset_dir, tmp_path):
+    ckpt = tmp_path / "v1-5-pruned-emaonly.ckpt"
+    ckpt.write_bytes(b"not read")
+    job = make_trainer_job("lora", ckpt, tiny_dataset_dir)
+    with pytest.raises(InvalidTrainingInput, match=r"pickles .*convert"):
+        _check(job, tmp_path)
+
+
+@pytest.fixture
+def s3_settings(s3, tmp_path) -> Settings:
+    """Settings on the test S3 server."""
+    return _settings(
+        tmp_path, s3_endpoint=s3.url, s3_access_key=s3.access_key, s3_secret_key=s3.secret_key
+    )
+
+
+@pytest.mark.integration
+def test_the_driver_reads_only_configs_of_an_s3_folder(
+    s3, s3_settings, tiny_model_dir, tiny_dataset_dir, tmp_path
+):
+    from tuneforge.storage import upload_dir
+
+    bucket = s3.make_bucket("preflight-models")
+    upload_dir(tiny_model_dir, f"s3://{bucket}/tiny", s3_settings)
+    job = make_trainer_job("lora", f"s3://{bucket}/tiny", tiny_dataset_dir)
+    prepared = _check(job, tmp_path, s3_settings)
+    folder = prepared.model_config_dir
+    assert str(folder).startswith(str(tmp_path / "cache"))
+    assert (folder / "unet" / "config.json").is_file() and (folder / "tokenizer").is_dir()
+    assert _weight_files(tmp_path / "cache") == [], "the driver downloaded weights"
+    s3.client().remove_object(bucket, "tiny/unet/diffusion_pytorch_model.safetensors")
+    with pytest.raises(
+        InvalidTrainingInput, match=r"lacks weights: unet/diffusion_pytorch_model.safetensors"
+    ):
+        _check(job, tmp_path, s3_settings)
+
+
+@pytest.mark.integration
+def test_the_driver_reads_only_the_header_of_an_s3_checkpoint(
+    s3, s3_settings, tiny_single_file, tiny_dataset_dir, tmp_path
+):
+    from tuneforge.base_fingerprint import read_header
+
+    bucket = s3.make_bucket("preflight-models")
+    s3.client().fput_object(bucket, "sd/tiny.safetensors", str(tiny_single_file))
+    job = make_trainer_job("lora", f"s3://{bucket}/sd/tiny.safetensors", tiny_dataset_dir)
+    _check(job, tmp_path, s3_settings)
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    (header,) = [p for p in cached if "tiny.safetensors" in p.name]
+    assert header.name == "tiny.safetensors.header"
+    assert read_header(header) == read_header(tiny_single_file)
+    with tiny_single_file.open("rb") as handle:
+        (header_length,) = struct.unpack("<Q", handle.read(8))
+    assert header.stat().st_size == 8 + header_length, "tensor data was downloaded"
