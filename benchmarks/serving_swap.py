@@ -44,7 +44,7 @@ def write_lora(model_dir: Path, unet: torch.nn.Module, folder: Path, seed: int, 
     """A LoRA adapter folder on the UNet's attention projections with seeded random weights."""
     from safetensors.torch import save_file
 
-    from tuneforge.adapter import base_model_fingerprint
+    from tuneforge.base_fingerprint import base_model_fingerprint
     from tuneforge.contract import (
         ADAPTER_MANIFEST,
         DEFAULT_LORA_TARGETS,

@@ -1,11 +1,12 @@
-"""Inputs (models, datasets) as local folders: one `materialize` for trainer and serving.
+"""Inputs (datasets, model folders) as local folders: one `materialize` for trainer and serving.
 
 - a local path or `file://` URI is used where it is (`~` expanded);
 - `s3://bucket/prefix` is downloaded once to `<cache>/s3/<bucket>/<prefix>`, under a file
   lock and with a `.tuneforge-complete` marker, so the workers of one node share one copy
   and a resumed job does not download again; object keys that would leave that folder
   (`..`, absolute) are refused (`tuneforge.storage.download_prefix`);
-- `hf://org/name` is a Hugging Face Hub snapshot under `<cache>/hf`.
+- `hf://` names a base model on the Hugging Face Hub: `tuneforge.base_model.resolve_base_model`
+  fetches only the files a pipeline loads, at a revision; `materialize` refuses it.
 
 Endpoints and credentials come from `Settings`, never from a job.
 """
@@ -27,22 +28,22 @@ HF_SCHEME = "hf://"
 
 
 def materialize(uri: str, cache_dir: Path, settings: Settings) -> Path:
-    """A local folder holding what `uri` names (downloading `s3://` and `hf://` once).
+    """A local folder holding what `uri` names (downloading `s3://` once).
 
-    ValueError for any other scheme; StorageError when nothing is at an `s3://` URI or an
-    object key is unsafe.
+    An `s3://` URI naming one object gives a folder holding that object. ValueError for
+    `hf://` (a base model: resolve it with `tuneforge.base_model.resolve_base_model`) and
+    any other scheme; StorageError when nothing is at an `s3://` URI or a key is unsafe.
     """
     if is_s3_uri(uri):
         return _materialize_s3(uri, cache_dir, settings)
     if uri.startswith(HF_SCHEME):
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(uri.removeprefix(HF_SCHEME), cache_dir=str(cache_dir / "hf")))
+        raise ValueError(
+            f"{uri!r} names a Hub model: resolve base models with "
+            "tuneforge.base_model.resolve_base_model (it fetches only the pipeline's files)"
+        )
     path = local_path(uri)
     if path is None:
-        raise ValueError(
-            f"unsupported URI {uri!r}: use a local path, s3://bucket/prefix or hf://org/name"
-        )
+        raise ValueError(f"unsupported URI {uri!r}: use a local path or s3://bucket/prefix")
     return path.expanduser()
 
 

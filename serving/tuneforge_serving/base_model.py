@@ -1,4 +1,8 @@
-"""Locate and load the base model once per replica: local folder, `s3://`, or `hf://`."""
+"""Locate and load the base model once per replica: a diffusers folder or a single file.
+
+Both forms may be local, `s3://` or `hf://` (`tuneforge.base_model` resolves them, the same
+resolver the trainer uses, so fingerprints agree).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any
 
 import torch
 
-from tuneforge.inputs import HF_SCHEME, materialize
+from tuneforge.assets.sd15 import single_file_config_dir
+from tuneforge.base_model import ResolvedBaseModel, resolve_base_model
 from tuneforge.settings import Settings
 
 
@@ -29,34 +34,52 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     ]
 
 
-def locate_base_model(uri: str, cache_dir: Path, settings: Settings | None = None) -> str:
-    """A path or repo id `from_pretrained` can open for `uri` (downloading s3:// once).
+def locate_base_model(
+    uri: str,
+    cache_dir: Path,
+    settings: Settings | None = None,
+    *,
+    revision: str | None = None,
+    variant: str | None = None,
+) -> ResolvedBaseModel:
+    """The base model `uri` names on local disk (`tuneforge.base_model.resolve_base_model`).
 
-    `hf://org/name` is handed to diffusers as the repo id, which fetches only the files the
-    pipeline loads; local folders and `s3://` go through `tuneforge.inputs.materialize`.
+    `hf://` fetches only the files the pipeline loads, at `revision` (or `@rev` in the URI);
+    pickled checkpoints are refused before any download.
     """
-    if uri.startswith(HF_SCHEME):
-        return uri.removeprefix(HF_SCHEME)
-    path = materialize(uri, cache_dir / "base-models", settings or Settings())
-    if not (path / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"base_model {uri!r} is not a diffusers folder (no model_index.json); "
-            "give a local diffusers folder, s3://bucket/prefix or hf://org/name"
-        )
-    return str(path)
+    return resolve_base_model(
+        uri,
+        cache_dir / "base-models",
+        settings or Settings(),
+        revision=revision,
+        variant=variant,
+    )
 
 
-def load_pipeline(location: str, device: str, dtype: torch.dtype) -> Any:
-    """A StableDiffusionPipeline from safetensors only, without the safety checker."""
+def load_pipeline(base: ResolvedBaseModel, device: str, dtype: torch.dtype) -> Any:
+    """A StableDiffusionPipeline from safetensors only, without the safety checker.
+
+    A single-file checkpoint loads with diffusers' `from_single_file` and the packaged
+    config of its architecture, offline.
+    """
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        location,
-        dtype=dtype,
-        use_safetensors=True,
-        safety_checker=None,
-        requires_safety_checker=False,
-    )
+    common: dict[str, Any] = {
+        "dtype": dtype,
+        "safety_checker": None,
+        "requires_safety_checker": False,
+    }
+    if base.single_file:
+        pipe = StableDiffusionPipeline.from_single_file(
+            str(base.path),
+            config=str(single_file_config_dir(base.path)),
+            local_files_only=True,
+            **common,
+        )
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(base.path), use_safetensors=True, variant=base.variant, **common
+        )
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pin_execution_device(pipe, device)

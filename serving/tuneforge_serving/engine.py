@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from tuneforge.adapter import base_model_fingerprint
+from tuneforge.base_fingerprint import base_model_fingerprint
 from tuneforge.contract import AdapterRef
 from tuneforge_serving.adapter_store import (
     AdapterSource,
@@ -83,7 +83,7 @@ class ServingEngine:
             if pipeline
             else load_pipeline(location, self.device, pick_dtype(config.dtype, self.device))
         )
-        self.fingerprint = base_model_fingerprint(location)
+        self.fingerprint = base_model_fingerprint(location.path)
         slots = config.adapter_lru_size
         hotswap = config.hotswap
         self.lora_slots = LoraSlotBank(

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuneforge.adapter import base_model_fingerprint
+from tuneforge.assets.sd15 import single_file_config_dir
+from tuneforge.base_fingerprint import base_model_fingerprint
+from tuneforge.base_model import folder_variant
 
 
 @dataclass
@@ -22,6 +24,9 @@ class Components:
     """Tokenizer, text encoder, VAE, UNet and the training noise scheduler of a base model."""
 
     model_dir: Path
+    """The folder of configs and tokenizer: the diffusers folder, or a single file's config folder."""
+    weights: Path
+    """What the weights were loaded from: the diffusers folder or the single `.safetensors` file."""
     tokenizer: Any
     text_encoder: nn.Module
     vae: nn.Module
@@ -30,26 +35,39 @@ class Components:
 
     @property
     def fingerprint(self) -> str:
-        """The base model's fingerprint (see `tuneforge.adapter.base_model_fingerprint`)."""
-        return base_model_fingerprint(self.model_dir)
+        """The base model's fingerprint (see `tuneforge.base_fingerprint`)."""
+        return base_model_fingerprint(self.weights)
 
 
-def load_tokenizer(model_dir: Path) -> Any:
-    """The CLIP tokenizer of a diffusers folder (77 positions, as SD 1.5)."""
+def config_folder(model_path: Path) -> Path:
+    """The folder holding configs and tokenizer: `model_path` itself, or the packaged
+    configs of the architecture a single `.safetensors` checkpoint has."""
+    return single_file_config_dir(model_path) if model_path.is_file() else model_path
+
+
+def load_tokenizer(model_path: Path) -> Any:
+    """The CLIP tokenizer of a diffusers folder or single file (77 positions, as SD 1.5)."""
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(str(model_dir / "tokenizer"), model_max_length=77)
+    tokenizer_dir = config_folder(model_path) / "tokenizer"
+    return CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=77)
 
 
-def load_components(model_dir: Path) -> Components:
-    """Load every part in fp32 from safetensors, frozen; methods unfreeze what they train."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
+def load_components(model_path: Path) -> Components:
+    """Load every part in fp32 from safetensors, frozen; methods unfreeze what they train.
 
-    common: dict[str, Any] = {"use_safetensors": True}
-    text_encoder = CLIPTextModel.from_pretrained(str(model_dir), subfolder="text_encoder", **common)
-    vae = AutoencoderKL.from_pretrained(str(model_dir), subfolder="vae", **common)
-    unet = UNet2DConditionModel.from_pretrained(str(model_dir), subfolder="unet", **common)
+    `model_path` is a diffusers folder (its plain or fp16 weights) or a single original-layout
+    `.safetensors` checkpoint, loaded with diffusers' `from_single_file` and the packaged
+    config of its architecture (offline).
+    """
+    from diffusers import DDPMScheduler
+
+    model_dir = config_folder(model_path)
+    text_encoder, vae, unet = (
+        _single_file_parts(model_path, model_dir)
+        if model_path.is_file()
+        else _folder_parts(model_path)
+    )
     scheduler = DDPMScheduler.from_pretrained(str(model_dir), subfolder="scheduler")
     for module in (text_encoder, vae, unet):
         module.requires_grad_(False)
@@ -57,6 +75,7 @@ def load_components(model_dir: Path) -> Components:
     vae.eval()
     return Components(
         model_dir=model_dir,
+        weights=model_path,
         tokenizer=load_tokenizer(model_dir),
         text_encoder=text_encoder,
         vae=vae,
@@ -65,12 +84,34 @@ def load_components(model_dir: Path) -> Components:
     )
 
 
-def unet_module_names(model_dir: Path) -> dict[str, str]:
+def _folder_parts(model_dir: Path) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Text encoder, VAE and UNet of a diffusers folder (its fp16 variant when it has only that)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    common: dict[str, Any] = {"use_safetensors": True, "variant": folder_variant(model_dir)}
+    text_encoder = CLIPTextModel.from_pretrained(str(model_dir), subfolder="text_encoder", **common)
+    vae = AutoencoderKL.from_pretrained(str(model_dir), subfolder="vae", **common)
+    unet = UNet2DConditionModel.from_pretrained(str(model_dir), subfolder="unet", **common)
+    return text_encoder, vae, unet
+
+
+def _single_file_parts(path: Path, config_dir: Path) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Text encoder, VAE and UNet of an original-layout checkpoint (diffusers converts them)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_single_file(
+        str(path), config=str(config_dir), local_files_only=True
+    )
+    return pipe.text_encoder, pipe.vae, pipe.unet
+
+
+def unet_module_names(model_path: Path) -> dict[str, str]:
     """Every UNet submodule name and its class, from the config alone (no weights read)."""
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    config = UNet2DConditionModel.load_config(str(model_dir), subfolder="unet")
+    config = UNet2DConditionModel.load_config(str(config_folder(model_path)), subfolder="unet")
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(config)
     return {name: type(module).__name__ for name, module in unet.named_modules() if name}

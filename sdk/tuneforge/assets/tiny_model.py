@@ -30,7 +30,7 @@ TINY_MODEL_RESOLUTION = 64
 NORM_NUM_GROUPS = 8
 """Group-norm groups: 32 leaves 1-2 values per group at the 1x1 bottom level (TINY-MODEL.md)."""
 
-_UNET_CONFIG: dict[str, Any] = {
+UNET_CONFIG: dict[str, Any] = {
     "sample_size": TINY_MODEL_RESOLUTION // 8,
     "in_channels": 4,
     "out_channels": 4,
@@ -52,7 +52,7 @@ _UNET_CONFIG: dict[str, Any] = {
     "attention_head_dim": 8,
     "norm_num_groups": NORM_NUM_GROUPS,
 }
-_VAE_CONFIG: dict[str, Any] = {
+VAE_CONFIG: dict[str, Any] = {
     "sample_size": TINY_MODEL_RESOLUTION,
     "in_channels": 3,
     "out_channels": 3,
@@ -64,7 +64,7 @@ _VAE_CONFIG: dict[str, Any] = {
     "norm_num_groups": NORM_NUM_GROUPS,
     "scaling_factor": 0.18215,
 }
-_TEXT_CONFIG: dict[str, Any] = {
+TEXT_CONFIG: dict[str, Any] = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "projection_dim": 32,
@@ -73,7 +73,7 @@ _TEXT_CONFIG: dict[str, Any] = {
     "max_position_embeddings": MODEL_MAX_LENGTH,
     "hidden_act": "quick_gelu",
 }
-_SCHEDULER_CONFIG: dict[str, Any] = {
+SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -132,7 +132,7 @@ def _write_pipeline(root: Path, seed: int) -> None:
 
     tokenizer = load_tiny_tokenizer()
     text_config = CLIPTextConfig(
-        **_TEXT_CONFIG,
+        **TEXT_CONFIG,
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.convert_tokens_to_ids(BOS_TOKEN),
         eos_token_id=tokenizer.convert_tokens_to_ids(EOS_TOKEN),
@@ -141,9 +141,9 @@ def _write_pipeline(root: Path, seed: int) -> None:
     # One generator state per component, so changing one component's shape leaves the
     # others' weights unchanged.
     torch.manual_seed(seed)
-    unet = diffusers.UNet2DConditionModel(**_UNET_CONFIG)
+    unet = diffusers.UNet2DConditionModel(**UNET_CONFIG)
     torch.manual_seed(seed + 1)
-    vae = diffusers.AutoencoderKL(**_VAE_CONFIG)
+    vae = diffusers.AutoencoderKL(**VAE_CONFIG)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(text_config)
     pipeline = diffusers.StableDiffusionPipeline(
@@ -151,7 +151,7 @@ def _write_pipeline(root: Path, seed: int) -> None:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=diffusers.PNDMScheduler(**_SCHEDULER_CONFIG),
+        scheduler=diffusers.PNDMScheduler(**SCHEDULER_CONFIG),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

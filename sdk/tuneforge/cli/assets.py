@@ -8,7 +8,7 @@ import typer
 
 assets_app = typer.Typer(
     name="assets",
-    help="Build the tiny SD-1.5-shaped model and synthetic dataset locally (no downloads).",
+    help="Build the tiny model, SD 1.5 with random weights, and a synthetic dataset (no downloads).",
     no_args_is_help=True,
 )
 
@@ -44,6 +44,32 @@ def tiny_model(
         f"{parameters / 1e6:.2f} M parameters, {_folder_size(target) / 2**20:.1f} MiB, "
         f"{info.get('resolution')}x{info.get('resolution')} images); "
         f"load it with StableDiffusionPipeline.from_pretrained('{target}')."
+    )
+
+
+@assets_app.command("sd15-random")
+def sd15_random(
+    path: Path = typer.Argument(..., help="Folder to write (must be new or empty)."),
+    single_file: Path | None = typer.Option(
+        None, "--single-file", help="Also write one original-layout .safetensors checkpoint."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Weight seed; same seed, same weights."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty folder or the file."),
+) -> None:
+    """Write SD 1.5's real architecture with random weights (about 4 GB) to PATH."""
+    from tuneforge.assets.sd15_random import build_sd15_random
+
+    try:
+        target = build_sd15_random(path, seed=seed, single_file=single_file, overwrite=force)
+    except (FileExistsError, ValueError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    also = (
+        f" and {single_file} ({single_file.stat().st_size / 2**30:.2f} GiB)" if single_file else ""
+    )
+    typer.echo(
+        f"Wrote SD 1.5 with random weights (seed {seed}) to {target} "
+        f"({_folder_size(target) / 2**30:.2f} GiB){also}; nothing was downloaded."
     )
 
 

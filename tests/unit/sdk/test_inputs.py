@@ -1,4 +1,7 @@
-"""`tuneforge.inputs.materialize`: local paths, s3:// downloads (once, traversal-checked)."""
+"""`tuneforge.inputs.materialize`: local paths, s3:// downloads (once, traversal-checked).
+
+`hf://` is a base model: `tuneforge.base_model` resolves it (tests/unit/sdk/test_base_model.py).
+"""
 
 from __future__ import annotations
 
@@ -59,6 +62,8 @@ def test_local_paths_are_used_where_they_are(tmp_path: Path) -> None:
     assert materialize("~/models", tmp_path, settings) == Path.home() / "models"
     with pytest.raises(ValueError, match="unsupported URI 'gs://b/x'"):
         materialize("gs://b/x", tmp_path, settings)
+    with pytest.raises(ValueError, match="resolve_base_model"):
+        materialize("hf://org/sd", tmp_path, settings)
 
 
 def test_s3_is_downloaded_once_with_a_marker(tmp_path: Path, fake_s3: _FakeMinio) -> None:
@@ -78,3 +83,13 @@ def test_s3_keys_that_leave_the_folder_are_refused(tmp_path: Path, fake_s3: _Fak
         materialize("s3://models/sd", tmp_path / "cache", Settings(home=tmp_path))
     assert not list(tmp_path.rglob("escaped.txt"))
     assert not (s3_cache_dir("s3://models/sd", tmp_path / "cache") / COMPLETE_MARKER).exists()
+
+
+def test_s3_single_object_lands_in_its_own_folder(tmp_path: Path, fake_s3: _FakeMinio) -> None:
+    fake_s3.objects.update({"ckpt/sd15.safetensors": b"weights", "ckpt/sd15.safetensors.bak": b"x"})
+    fake_s3.stat_object = lambda bucket, key: _Object(key, len(fake_s3.objects[key]))  # type: ignore[attr-defined]
+    folder = materialize(
+        "s3://models/ckpt/sd15.safetensors", tmp_path / "cache", Settings(home=tmp_path)
+    )
+    assert (folder / "sd15.safetensors").read_bytes() == b"weights"
+    assert fake_s3.downloads == ["ckpt/sd15.safetensors"]
