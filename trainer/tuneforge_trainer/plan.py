@@ -44,7 +44,11 @@ class WorkerPlan(BaseModel):
     dataset_uri: str
     """Training images: local path or `s3://`."""
     class_data_uri: str | None = None
-    """Prior-preservation class images (DreamBooth), when used."""
+    """The job's own prior-preservation class images (`dataset.classDataUri`); None: the
+    dataset's `class/` folder."""
+    class_images_uri: str | None = None
+    """Shared storage (S3 prefix or local folder) where workers put the class images they
+    generate (see `tuneforge_trainer.priors`); None without prior preservation."""
     cache_dir: str
     """Where workers download and cache models and data."""
     tracking_uri: str | None = None

@@ -1,6 +1,7 @@
 """`run_job(job, settings) -> TrainResult`: the whole journey of one FineTuneJob.
 
-pre-flight checks → class images (DreamBooth) → the job's MLflow run → Ray Train fit →
+pre-flight checks → where workers put generated class images (DreamBooth) → the job's
+MLflow run → Ray Train fit →
 register the last checkpoint's adapter as a model version (once per job uid) → result line.
 The CLI (`python -m tuneforge_trainer run`) and the embedded runner both call this.
 """
@@ -15,13 +16,12 @@ from typing import Any
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
-from tuneforge.storage import is_s3_uri
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
 from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
 from tuneforge_trainer.export import read_manifest
-from tuneforge_trainer.plan import WorkerPlan, job_uid, run_name
+from tuneforge_trainer.plan import WorkerPlan, job_uid
 from tuneforge_trainer.preflight import preflight
-from tuneforge_trainer.priors import class_images_dir
+from tuneforge_trainer.priors import class_images_uri
 from tuneforge_trainer.progress import write_line
 from tuneforge_trainer.tracking import RunTracker, find_or_create_run
 from tuneforge_trainer.trainer_settings import TrainerSettings
@@ -45,19 +45,6 @@ def tracking_uri_for(settings: Settings) -> str:
         return settings.mlflow_tracking_uri
     settings.home.mkdir(parents=True, exist_ok=True)
     return settings.embedded_tracking_uri()
-
-
-def publish_class_images(
-    local_dir: Path, checkpoint_uri: str, job: FineTuneJob, settings: Settings
-) -> str:
-    """Where workers find the class images: beside the checkpoints on S3, or the local folder."""
-    if not is_s3_uri(checkpoint_uri):
-        return str(local_dir)
-    from tuneforge.storage import upload_dir
-
-    uri = f"{checkpoint_uri.rstrip('/')}/{run_name(job)}-class-images"
-    upload_dir(local_dir, uri, settings)
-    return uri
 
 
 def register(
@@ -87,15 +74,7 @@ def run_job(
     tracking_uri = tracking_uri_for(settings)
     checkpoint_uri = trainer_settings.checkpoints(settings)
     cache_dir = trainer_settings.cache_dir(settings)
-    inputs = preflight(job, settings, tracking_uri, checkpoint_uri, cache_dir)
-
-    work_dir = cache_dir / "jobs" / run_name(job)
-    class_dir = class_images_dir(
-        job, inputs.model_dir, inputs.dataset_dir, work_dir, settings, cache_dir
-    )
-    class_uri = (
-        publish_class_images(class_dir, checkpoint_uri, job, settings) if class_dir else None
-    )
+    preflight(job, settings, tracking_uri, checkpoint_uri, cache_dir)
 
     run_id = find_or_create_run(tracking_uri, job, uid, settings)
     tracker = RunTracker(tracking_uri, run_id, settings)
@@ -105,7 +84,8 @@ def run_job(
         job_uid=uid,
         model_uri=job.spec.base_model.uri,
         dataset_uri=job.spec.dataset.uri,
-        class_data_uri=class_uri,
+        class_data_uri=job.spec.dataset.class_data_uri,
+        class_images_uri=class_images_uri(job, checkpoint_uri),
         cache_dir=str(cache_dir),
         tracking_uri=tracking_uri,
         run_id=run_id,

@@ -137,3 +137,29 @@ def test_chart_defaults_name_these_images() -> None:
     assert values["trainer"]["image"]["repository"].endswith("tuneforge-trainer")
     assert values["serving"]["image"]["repository"].endswith("tuneforge-serving")
     assert Path(DOCKER / "Dockerfile.operator").exists()
+
+
+def test_trainer_image_installs_deepspeed_by_default_without_nvcc() -> None:
+    text = _dockerfile("trainer")
+    assert re.search(r"^ARG INSTALL_DEEPSPEED=true$", text, re.M), "DeepSpeed must be a default"
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
+    steps = _instructions(text)
+    deepspeed_step = next(s for s in steps if '".[deepspeed]"' in s)
+    assert "--no-build-isolation" in deepspeed_step and "setuptools" in deepspeed_step
+    assert "import deepspeed" in deepspeed_step, "no build-time check that DeepSpeed imports"
+    assert "torch.version.cuda" in deepspeed_step.split('".[deepspeed]"')[1]
+    env = next(s for s in steps if s.startswith("ENV "))
+    assert "DS_BUILD_OPS=0" in env, "ops would be compiled at build time (needs nvcc)"
+    assert "deepspeed" in _project_installs(text)
+
+
+def test_deepspeed_gets_a_torch_optimizer_so_no_fused_ops_are_built() -> None:
+    """The runtime base has no nvcc: DeepSpeed must never build its own (fused) optimizer."""
+    from tuneforge.api import MixedPrecision
+    from tuneforge_trainer.strategies.base import World
+    from tuneforge_trainer.strategies.deepspeed import deepspeed_config
+
+    for precision in MixedPrecision:
+        config = deepspeed_config(World(), 2, 1, 1.0, 3, precision)
+        assert "optimizer" not in config and "scheduler" not in config
+        assert config["zero_allow_untested_optimizer"] is True
