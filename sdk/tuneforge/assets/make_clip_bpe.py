@@ -2,7 +2,9 @@
 
 A maintainer tool, not used at run time: it produced the files in
 `tuneforge/assets/clip_bpe/` from `open_clip/bpe_simple_vocab_16e6.txt.gz` (MIT, see
-`LICENSE-CLIP-BPE.txt`), which ships in the `open_clip_torch` wheel. To regenerate::
+`LICENSE-CLIP-BPE.txt`), which ships in the `open_clip_torch` wheel: the truncated pair for
+the tiny model, and `merges-full.txt` (all 48,894 merges, renamed from `merges.txt` of a
+`--merges 48894` run) for SD 1.5's tokenizer. To regenerate::
 
     pip download --no-deps open_clip_torch -d /tmp/oc
     unzip -o /tmp/oc/open_clip_torch-*.whl open_clip/bpe_simple_vocab_16e6.txt.gz -d /tmp/oc
@@ -54,6 +56,11 @@ def convert(source: Path, merge_count: int) -> tuple[dict[str, int], list[tuple[
     for line in lines[1 : FULL_MERGE_COUNT + 1][:merge_count]:
         first, second = line.split()
         merges.append((first, second))
+    return vocab_from_merges(merges), merges
+
+
+def vocab_from_merges(merges: list[tuple[str, str]]) -> dict[str, int]:
+    """The vocabulary OpenAI's tokenizer builds from a merge table (ids equal real CLIP's)."""
     symbols = list(bytes_to_unicode().values())
     tokens = symbols + [symbol + "</w>" for symbol in symbols]
     tokens += ["".join(pair) for pair in merges]
@@ -61,7 +68,13 @@ def convert(source: Path, merge_count: int) -> tuple[dict[str, int], list[tuple[
     vocab = {token: index for index, token in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise ValueError("duplicate tokens in the BPE file: is it the CLIP BPE?")
-    return vocab, merges
+    return vocab
+
+
+def read_merges(path: Path) -> list[tuple[str, str]]:
+    """The merge pairs of a `merges.txt` (its `#version` header skipped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [(first, second) for first, second in (line.split() for line in lines[1:])]
 
 
 def write(out_dir: Path, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:

@@ -7,9 +7,10 @@ single-file checkpoint carries weights but no configuration, so loaders hand dif
 tokenizer, no weights) into the assets cache once. Nothing is downloaded and nothing here
 imports torch.
 
-The tokenizer is the packaged CLIP BPE (`tuneforge.assets.clip_bpe`, the first 1,000
-merges of OpenAI's): ids equal real CLIP's for every token it keeps, and the text
-encoder's special-token ids follow it.
+Tokenizers come from the packaged CLIP BPE (`tuneforge.assets.clip_bpe`): SD 1.5 gets
+all of OpenAI's merges (ids equal real CLIP's, 49,408 tokens), so a real SD 1.5 checkpoint
+reads prompts as it was trained to; the tiny model the first 1,000 merges. The text
+encoder's special-token ids follow the tokenizer.
 """
 
 from __future__ import annotations
@@ -21,17 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.assets import tiny_model
-from tuneforge.assets.clip_bpe import BOS_TOKEN, EOS_TOKEN, MODEL_MAX_LENGTH, VOCAB_SIZE, bpe_dir
+from tuneforge.assets.clip_bpe import (
+    BOS_TOKEN,
+    EOS_TOKEN,
+    FULL_VOCAB_SIZE,
+    MODEL_MAX_LENGTH,
+    VOCAB_SIZE,
+    bpe_dir,
+    write_full_bpe,
+)
 from tuneforge.assets.fs import publish_dir, staging_dir
 from tuneforge.base_fingerprint import single_file_signature
 from tuneforge.settings import Settings
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 """Bumped whenever a written config folder changes (cache folder names include it)."""
 SD15_UNET_PARAMETERS = 859_520_964
 """SD 1.5's UNet parameter count (diffusers `UNet2DConditionModel`)."""
-BOS_ID = VOCAB_SIZE - 2
-EOS_ID = VOCAB_SIZE - 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class Architecture:
     vae: dict[str, Any]
     text_encoder: dict[str, Any]
     scheduler: dict[str, Any] = field(default_factory=lambda: dict(tiny_model.SCHEDULER_CONFIG))
+    full_tokenizer: bool = False
+    """True: real CLIP's whole BPE; False: the packaged first 1,000 merges."""
 
     @property
     def signature(self) -> tuple[int, int]:
@@ -50,7 +59,14 @@ class Architecture:
         return int(self.unet["block_out_channels"][0]), int(self.text_encoder["hidden_size"])
 
 
-_TEXT_IDS = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": EOS_ID}
+def _special_ids(vocab_size: int) -> dict[str, int]:
+    """`<|startoftext|>` and `<|endoftext|>` are the last two tokens (padding is end-of-text)."""
+    return {
+        "bos_token_id": vocab_size - 2,
+        "eos_token_id": vocab_size - 1,
+        "pad_token_id": vocab_size - 1,
+    }
+
 
 SD15 = Architecture(
     name="sd15",
@@ -103,20 +119,22 @@ SD15 = Architecture(
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "max_position_embeddings": MODEL_MAX_LENGTH,
-        "vocab_size": 49408,
+        "vocab_size": FULL_VOCAB_SIZE,
         "hidden_act": "quick_gelu",
         "layer_norm_eps": 1e-05,
-        **_TEXT_IDS,
+        **_special_ids(FULL_VOCAB_SIZE),
     },
     scheduler={**tiny_model.SCHEDULER_CONFIG, "clip_sample": False, "trained_betas": None},
+    full_tokenizer=True,
 )
-"""SD 1.5 as published (`stable-diffusion-v1-5`), with the packaged tokenizer's special ids."""
+"""SD 1.5 as published (`stable-diffusion-v1-5`); the end-of-text id is the tokenizer's
+(49407) rather than the legacy 2, so CLIP pools at the right token."""
 
 TINY = Architecture(
     name="tuneforge-tiny",
     unet=dict(tiny_model.UNET_CONFIG),
     vae=dict(tiny_model.VAE_CONFIG),
-    text_encoder={**tiny_model.TEXT_CONFIG, "vocab_size": VOCAB_SIZE, **_TEXT_IDS},
+    text_encoder={**tiny_model.TEXT_CONFIG, "vocab_size": VOCAB_SIZE, **_special_ids(VOCAB_SIZE)},
 )
 """The tiny SD-1.5-shaped model `build_tiny_model` writes."""
 
@@ -199,6 +217,9 @@ def write_config_folder(root: Path, architecture: Architecture) -> None:
             "unk_token": EOS_TOKEN,
         },
     )
+    if architecture.full_tokenizer:
+        write_full_bpe(root / "tokenizer")
+        return
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(bpe_dir() / name, root / "tokenizer" / name)
 

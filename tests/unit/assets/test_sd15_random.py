@@ -149,7 +149,9 @@ def test_single_files_pick_the_config_of_their_architecture(tmp_path: Path) -> N
 
     tokenizer = CLIPTokenizer.from_pretrained(str(sd15 / "tokenizer"))
     assert tokenizer.model_max_length == 77
-    assert len(tokenizer("a photo of a toy").input_ids) < 77
+    # Real CLIP's ids, special tokens included: a real SD 1.5 single file reads prompts right.
+    assert tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
+    assert len(tokenizer) == text["vocab_size"] and text["eos_token_id"] == 49407
     assert config_dir(SD15, settings) == sd15
 
 
