@@ -9,6 +9,7 @@ and the registered files (fetched back from the registry) load into a plain
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -82,6 +83,23 @@ def _metric_steps(run_id: str, key: str) -> list[int]:
     ]
 
 
+def _validation_files(run_id: str) -> list[str]:
+    """The run's `validation/` artifacts (S3 keys below it)."""
+    from mlflow.tracking import MlflowClient
+
+    from tuneforge.settings import Settings
+    from tuneforge.storage import S3Uri, minio_client
+
+    run = MlflowClient(tracking_uri=Settings().mlflow_tracking_uri).get_run(run_id)
+    artifacts = S3Uri.parse(run.info.artifact_uri.rstrip("/") + "/validation/")
+    return sorted(
+        o.object_name.split("/validation/")[1]
+        for o in minio_client().list_objects(
+            artifacts.bucket, prefix=artifacts.key(""), recursive=True
+        )
+    )
+
+
 def test_lora_ddp_from_s3_registers_a_loadable_version(
     trainer_env, s3_dataset, tiny_model_dir, tmp_path
 ):
@@ -109,16 +127,7 @@ def test_lora_ddp_from_s3_registers_a_loadable_version(
     assert run.data.params["lora.alpha"] == "8.0" and run.info.status == "FINISHED"
     assert {"loss", "lr", "step", "images_per_s"} <= set(run.data.metrics)
     assert _metric_steps(result.run_id, "loss") == [1, 2]
-    from tuneforge.storage import S3Uri, minio_client
-
-    artifacts = S3Uri.parse(run.info.artifact_uri.rstrip("/") + "/validation/")
-    images = sorted(
-        o.object_name.split("/validation/")[1]
-        for o in minio_client().list_objects(
-            artifacts.bucket, prefix=artifacts.key(""), recursive=True
-        )
-    )
-    assert images == [
+    assert _validation_files(result.run_id) == [
         f"step-00000{s}/{f}" for s in (1, 2) for f in ("prompt00-00.png", "prompts.txt")
     ]
     assert client.get_model_version_by_alias("ray-lora", "candidate").version == "1"
@@ -150,9 +159,15 @@ def test_textual_inversion_fsdp_registers_only_new_rows(
             "numVectors": 2,
         },
         resources={"workers": 2, "strategy": "fsdp"},
+        validation={"prompts": ["a photo of <sks-toy>"], "steps": 2},
         output={"registeredModel": "ray-ti"},
     )
     result = run_job(job)
+    # FSDP2 shards the parameters: both ranks rendered in lockstep, rank 0 logged the images.
+    assert _validation_files(result.run_id) == [
+        "step-000002/prompt00-00.png",
+        "step-000002/prompts.txt",
+    ]
     fetched = _fetch(result, tmp_path)
     assert fetched.manifest.embeddings is not None
     assert fetched.manifest.embeddings.tokens == ["<sks-toy>"] and fetched.manifest.steps == 2
@@ -192,10 +207,28 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
     ]
     from tuneforge.storage import minio_client
 
-    generated = list(
-        minio_client().list_objects("tuneforge-checkpoints", prefix="runs/", recursive=True)
-    )
-    assert any("class-images/generated-" in o.object_name for o in generated)
+    client = minio_client()
+    generated = [
+        o.object_name
+        for o in client.list_objects("tuneforge-checkpoints", prefix="runs/", recursive=True)
+        if "-class-images/generated-" in o.object_name
+    ]
+    assert sorted(name.rsplit("/", 1)[1] for name in generated) == [
+        "generated-00000.json",
+        "generated-00000.png",
+        "generated-00001.json",
+        "generated-00001.png",
+    ]
+    # Each worker rendered its share (image i on rank i % 2), seeded by the image index.
+    records = {}
+    for name in generated:
+        if name.endswith(".json"):
+            response = client.get_object("tuneforge-checkpoints", name)
+            record = json.loads(response.read())
+            response.close()
+            records[record["index"]] = (record["rank"], record["world_size"], record["seed"])
+    seed = job.spec.training.seed
+    assert records == {0: (0, 2, seed), 1: (1, 2, seed + 1)}
     pipe = load_pipeline_with_adapter(Path(tiny_model_dir), fetched.path)
     assert np.abs(render_tiny(pipe) - render_tiny(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
 
