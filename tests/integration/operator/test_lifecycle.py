@@ -120,8 +120,13 @@ def test_yaml_job_trains_and_reports_progress_and_model_version(
     }
     assert condition(done, "AdapterRegistered")["status"] == "True"
     assert status["completionTime"] and status["observedGeneration"] == 1
-    reasons = {e["reason"] for e in events(kube, kube_namespace, "dog")}
-    assert {"RayJobCreated", "Training", "TrainingSucceeded", "AdapterRegistered"} <= reasons
+    # Events are written after the status patch that caused them: wait for them to arrive.
+    expected = {"RayJobCreated", "Training", "TrainingSucceeded", "AdapterRegistered"}
+    wait_until(
+        f"events {sorted(expected)}",
+        lambda: expected <= {e["reason"] for e in events(kube, kube_namespace, "dog")},
+        timeout_s=30,
+    )
     assert [(d, j) for n, d, j in standin.transitions if n == "dog"][-1] == (
         "Complete",
         "SUCCEEDED",
