@@ -123,14 +123,14 @@ class _Trainer:
         cache = self.plan.cache_path
         self.model_dir = materialize(self.plan.model_uri, cache, self.settings)
         dataset_dir = materialize(self.plan.dataset_uri, cache, self.settings)
-        class_dir = (
-            materialize(self.plan.class_data_uri, cache, self.settings)
-            if self.plan.class_data_uri
-            else None
-        )
         training = self.spec.training
         seed_everything(training.seed)
         components = load_components(self.model_dir)
+        from tuneforge_trainer.priors import class_images_on_worker
+
+        class_dir = class_images_on_worker(
+            self.plan, self.world, components, dataset_dir, self.settings
+        )
         self.method = build_method(self.spec, components)
         self.method.prepare()
         if training.gradient_checkpointing:
@@ -256,25 +256,11 @@ class _Trainer:
         )
         if not due:
             return
-        state = self.strategy.full_state_dict(self.trainable)
-        if not self.world.is_main:
-            return
-        from tuneforge_trainer.validation import render
+        from tuneforge_trainer.validation import validate_on_worker
 
-        with tempfile.TemporaryDirectory(prefix="tuneforge-val-") as tmp:
-            adapter = Path(tmp) / "adapter"
-            export_adapter(self.method, state, adapter, self.job, self.plan.job_uid, step)
-            images = Path(tmp) / "images"
-            render(
-                self.model_dir,
-                adapter,
-                validation,
-                self.spec.dataset.resolution,
-                self.spec.training.seed,
-                images,
-            )
-            if self.tracker is not None:
-                self.tracker.log_artifacts(images, f"validation/step-{step:06d}")
+        validate_on_worker(
+            self.strategy, self.method.components, self.world, self.spec, step, self.tracker
+        )
 
 
 def train_worker(
