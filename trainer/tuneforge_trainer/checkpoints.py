@@ -3,14 +3,15 @@
 A checkpoint directory holds
 
     trainable.safetensors   the trained parameters (full, unsharded), by Denoiser name
-    trainer_state.json      {"step": N, "job_uid": ..., "method": ...}
+    trainer_state.json      {"step": N, "job_uid": ..., "method": ..., "loss_scaler": {...}}
     optimizer.safetensors   AdamW moments by parameter name (`<name>::<slot>`), and
-    optimizer.json          its param groups (DDP and FSDP; DeepSpeed restarts its moments)
+    optimizer.json          its param groups (every strategy: DeepSpeed's are gathered too)
     adapter/                the adapter files and tuneforge-adapter.json at step N
 
 so any checkpoint, the last one in particular, can be registered as is. Everything is
-safetensors or JSON: nothing is unpickled on resume. With the optimizer state, the LR
-schedule, the data order and the per-step noise, a resumed run continues exactly.
+safetensors or JSON: nothing is unpickled on resume. With the optimizer state, the fp16 loss
+scale (`loss_scaler`, torch's scaler only), the LR schedule, the data order and the per-step
+noise, a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class CheckpointState:
     job_uid: str | None
     tensors: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None = None
+    loss_scaler: dict[str, Any] | None = None
 
 
 def write_optimizer_state(directory: Path, state: dict[str, Any]) -> None:
@@ -78,14 +80,16 @@ def write_checkpoint(
     method: str,
     tensors: dict[str, torch.Tensor],
     optimizer: dict[str, Any] | None = None,
+    loss_scaler: dict[str, Any] | None = None,
 ) -> Path:
-    """Write tensors, counters and optimizer state (the adapter goes into `directory/adapter`)."""
+    """Write tensors, counters, optimizer and loss-scaler state (the adapter goes into
+    `directory/adapter`)."""
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
         {name: tensor.contiguous() for name, tensor in tensors.items()},
         str(directory / TRAINABLE_FILE),
     )
-    state = {"step": step, "job_uid": job_uid, "method": method}
+    state = {"step": step, "job_uid": job_uid, "method": method, "loss_scaler": loss_scaler}
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
     if optimizer:
         write_optimizer_state(directory, optimizer)
@@ -100,6 +104,7 @@ def read_checkpoint(directory: Path) -> CheckpointState:
         job_uid=state.get("job_uid"),
         tensors=load_file(str(directory / TRAINABLE_FILE)),
         optimizer=read_optimizer_state(directory),
+        loss_scaler=state.get("loss_scaler"),
     )
 
 

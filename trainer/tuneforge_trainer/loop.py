@@ -86,20 +86,28 @@ def build_sources(
 
 
 def make_lr_scheduler(job: FineTuneJob, optimizer: torch.optim.Optimizer, start: int) -> Any:
-    """diffusers' `get_scheduler` with warm-up, fast-forwarded to `start` steps."""
+    """diffusers' `get_scheduler` with warm-up, starting at step `start` (a resume).
+
+    Built with `last_epoch=start - 1`: the schedule starts where `start` steps left it without
+    stepping the optimizer (an fp16 `GradScaler.step` before any scaled backward raises).
+    The optimizer's groups need `initial_lr` (see `mark_initial_lr`).
+    """
     from diffusers.optimization import get_scheduler
 
     training = job.spec.training
-    scheduler = get_scheduler(
+    return get_scheduler(
         training.lr_scheduler.value,
         optimizer=optimizer,
         num_warmup_steps=training.lr_warmup_steps,
         num_training_steps=training.max_steps,
+        last_epoch=start - 1,
     )
-    for _ in range(start):
-        optimizer.step()  # no gradients yet: a no-op that keeps the step order torch expects
-        scheduler.step()
-    return scheduler
+
+
+def mark_initial_lr(optimizer: torch.optim.Optimizer) -> None:
+    """Give each param group the `initial_lr` a schedule keeps (and a saved state holds)."""
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
 
 
 class _Trainer:
@@ -138,13 +146,12 @@ class _Trainer:
         model = self.method.denoiser()
         self.trainable = self.method.trainable_names(model)
         self.start_step = 0
-        optimizer_state = None
+        saved = None
         with self.context.latest_checkpoint() as directory:
             if directory is not None:
                 saved = read_checkpoint(directory)
                 restore_trainable(model, saved.tensors)
                 self.start_step = saved.step
-                optimizer_state = saved.optimizer
         device = self.world.device
         model.to(device)
         components.vae.to(device)
@@ -156,12 +163,13 @@ class _Trainer:
             zero_stage=self.plan.zero_stage,
         )
         self.strategy.setup(model, self.trainable, self._optimizer)
-        if optimizer_state is not None:
-            assert self.strategy.optimizer is not None
-            for group in self.strategy.optimizer.param_groups:  # keys the LR scheduler adds
-                group.setdefault("initial_lr", group["lr"])
-            self.strategy.load_optimizer_state(self.trainable, optimizer_state)
         assert self.strategy.optimizer is not None
+        mark_initial_lr(self.strategy.optimizer)
+        if saved is not None:
+            self.strategy.restore_masters(saved.tensors)
+            self.strategy.load_scaler_state(saved.loss_scaler)
+            if saved.optimizer is not None:
+                self.strategy.load_optimizer_state(self.trainable, saved.optimizer)
         self.lr_scheduler = make_lr_scheduler(self.job, self.strategy.optimizer, self.start_step)
         self.instance, self.classes = build_sources(
             self.method, dataset_dir, class_dir, training.seed
@@ -233,13 +241,20 @@ class _Trainer:
         """Collective: gather the trained tensors; rank 0 writes and reports the checkpoint."""
         state = self.strategy.full_state_dict(self.trainable)
         optimizer = self.strategy.optimizer_state(self.trainable)
+        loss_scaler = self.strategy.scaler_state()
         if not self.world.is_main:
             self.context.report(metrics, None)
             return
         with tempfile.TemporaryDirectory(prefix="tuneforge-ckpt-") as tmp:
             directory = Path(tmp)
             write_checkpoint(
-                directory, step, self.plan.job_uid, self.spec.method.value, state, optimizer
+                directory,
+                step,
+                self.plan.job_uid,
+                self.spec.method.value,
+                state,
+                optimizer,
+                loss_scaler,
             )
             export_adapter(
                 self.method, state, directory / ADAPTER_DIR, self.job, self.plan.job_uid, step

@@ -39,6 +39,7 @@ from tuneforge.storage import S3Uri, download_prefix, is_s3_uri, list_prefix, mi
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
 from tuneforge_trainer.methods import method_class
+from tuneforge_trainer.strategies.precision import check_precision
 
 MAX_LISTED = 10
 CONFIG_PATTERNS = tuple(p for p in hf_allow_patterns() if not p.endswith(".safetensors"))
@@ -255,6 +256,7 @@ def preflight(
     job: FineTuneJob, settings: Settings, tracking_uri: str, checkpoint_uri: str, cache_dir: Path
 ) -> PreparedInputs:
     """Run every check; return the model's config folder and the dataset's local folder."""
+    check_precision(job)
     check_s3(job, settings, checkpoint_uri)
     check_mlflow(tracking_uri)
     try:

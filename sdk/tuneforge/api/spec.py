@@ -30,7 +30,7 @@ class Strategy(str, Enum):
 
 
 class MixedPrecision(str, Enum):
-    """Mixed precision for the forward pass; CPUs always train in fp32."""
+    """Mixed precision for the forward pass, on GPUs and CPUs alike."""
 
     NO = "no"
     FP16 = "fp16"
@@ -96,7 +96,7 @@ class TrainingSpec(ApiModel):
     lr_warmup_steps: int = Field(default=0, ge=0)
     """Linear warm-up steps at the start of the schedule."""
     mixed_precision: MixedPrecision = MixedPrecision.FP16
-    """Mixed precision on GPUs; ignored on CPU, which trains in fp32."""
+    """Autocast the forward in fp16 (with loss scaling) or bf16, on GPUs and CPUs alike; `no` trains in fp32."""
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     """Seed for noise, timesteps, data order and initialisation."""
     gradient_checkpointing: bool = False

@@ -1,84 +1,87 @@
-"""FSDP2 and DeepSpeed code paths in-process (a one-member gloo group), without Ray.
+"""DeepSpeed's ZeRO-3 path in-process (a one-member gloo group), without Ray.
 
-The 2-worker runs live in tests/integration/trainer; these check the strategy layer's own
-contracts cheaply: FSDP2 gathers a full state dict and restores its optimizer state exactly,
-and DeepSpeed (ZeRO-2 for adapters, ZeRO-3 for the full UNet) trains and exports.
+The world-size-2 runs of every strategy and precision are in `test_precision_matrix.py`
+(ZeRO-2, FSDP2 shards, DDP). These check ZeRO-3 on the engine that actually trained: chosen
+for the full UNet, forced for LoRA through the plan, and resumed exactly with its moments.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from typing import Any
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.fixtures.trainer import make_trainer_job, run_worker_locally
+from tests.fixtures.trainer import make_trainer_job, worker_plan
 
 
-def _final(context, name: str):
-    return load_file(str(context.checkpoints()[-1] / name))
+def _train(job: Any, storage, monkeypatch, zero_stage: int | None = None) -> tuple[Any, Any, Any]:
+    """`train_worker` at world size 1; returns (outcome, context, the strategy that trained)."""
+    import tuneforge_trainer.loop as loop
+    from tuneforge_trainer.context import LocalContext
+
+    built: list[Any] = []
+    original = loop.build_strategy
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(loop, "build_strategy", recording)
+    plan = worker_plan(job, storage).model_copy(update={"zero_stage": zero_stage})
+    context = LocalContext(storage / "checkpoints")
+    outcome = loop.train_worker(plan, context)
+    return outcome, context, built[0]
 
 
-def test_fsdp_resume_matches_uninterrupted_and_exports_full_tensors(
-    single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path
+def test_dreambooth_full_unet_trains_under_zero3_and_exports(
+    single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, monkeypatch
 ):
-    resources = {"strategy": "fsdp"}
-    straight = make_trainer_job(
-        "lora",
-        tiny_model_dir,
-        tiny_dataset_dir,
-        resources=resources,
-        training={"maxSteps": 4, "checkpointEverySteps": 4},
-    )
-    _, whole = run_worker_locally(straight, tmp_path / "whole")
-    half = make_trainer_job(
-        "lora",
-        tiny_model_dir,
-        tiny_dataset_dir,
-        resources=resources,
-        training={"maxSteps": 2, "checkpointEverySteps": 2},
-    )
-    run_worker_locally(half, tmp_path / "split")
-    resumed, split = run_worker_locally(straight, tmp_path / "split")
-    assert resumed.start_step == 2
-    expected, actual = (
-        _final(whole, "trainable.safetensors"),
-        _final(split, "trainable.safetensors"),
-    )
-    for name, tensor in expected.items():
-        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6, msg=name)
-    lora = _final(split, "adapter/pytorch_lora_weights.safetensors")
-    shapes = {tuple(t.shape) for k, t in lora.items() if "lora_A" in k}
-    assert all(shape[0] == 4 for shape in shapes), "LoRA A matrices must be full (rank x in)"
-
-
-@pytest.mark.parametrize(("method", "stage"), [("lora", 2), ("dreambooth", 3)])
-def test_deepspeed_trains_and_exports(
-    single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, method, stage
-):
-    from tuneforge_trainer.strategies.deepspeed import DeepSpeedStrategy
-
     job = make_trainer_job(
-        method,
+        "dreambooth",
         tiny_model_dir,
         tiny_dataset_dir,
         resources={"strategy": "deepspeed"},
         training={"gradientAccumulationSteps": 2},
     )
-    outcome, context = run_worker_locally(job, tmp_path)
+    outcome, context, strategy = _train(job, tmp_path, monkeypatch)
     assert outcome.final_step == 2
-    manifest = json.loads(
-        (context.checkpoints()[-1] / "adapter/tuneforge-adapter.json").read_text()
-    )
-    expected_file = "pytorch_lora_weights.safetensors" if method == "lora" else "unet.safetensors"
-    assert manifest["files"] == [expected_file]
-    exported = _final(context, f"adapter/{expected_file}")
-    assert exported and all(t.numel() > 0 for t in exported.values())
-    from tuneforge.api import TrainingSpec
-    from tuneforge_trainer.strategies import World
+    assert strategy.engine.zero_optimization_stage() == 3
+    assert all(hasattr(p, "ds_id") for p in strategy.unwrapped().unet.parameters())
+    adapter = context.checkpoints()[-1] / "adapter"
+    manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
+    assert manifest["files"] == ["unet.safetensors"]
+    exported = load_file(str(adapter / "unet.safetensors"))
+    base = load_file(str(tiny_model_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert exported.keys() == base.keys(), "ZeRO-3 shards must be gathered into full tensors"
+    assert all(exported[k].shape == base[k].shape for k in base)
+    assert any(not torch.equal(exported[k], base[k]) for k in base), "the UNet must train"
 
-    chosen = DeepSpeedStrategy(World(), TrainingSpec(), full_model=method == "dreambooth").stage
-    assert chosen == stage
-    forced = DeepSpeedStrategy(World(), TrainingSpec(), full_model=True, stage=2).stage
-    assert forced == 2
+
+def test_forced_zero3_lora_resumes_exactly_with_its_moments(
+    single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, monkeypatch
+):
+    forced_stage = 3
+    job = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        resources={"strategy": "deepspeed"},
+        training={"maxSteps": 2, "checkpointEverySteps": 1},
+    )
+    _, whole, strategy = _train(job, tmp_path / "whole", monkeypatch, zero_stage=forced_stage)
+    assert strategy.engine.zero_optimization_stage() == forced_stage
+    first = whole.checkpoints()[0]
+    shutil.copytree(first, tmp_path / "split" / "checkpoints" / first.name)
+    resumed, split, _ = _train(job, tmp_path / "split", monkeypatch, zero_stage=forced_stage)
+    assert resumed.start_step == 1
+    for name in ("trainable.safetensors", "optimizer.safetensors"):
+        expected = load_file(str(whole.checkpoints()[-1] / name))
+        actual = load_file(str(split.checkpoints()[-1] / name))
+        assert expected.keys() == actual.keys()
+        for key, tensor in expected.items():
+            torch.testing.assert_close(actual[key], tensor, rtol=0, atol=0, msg=key)
+    moments = load_file(str(split.checkpoints()[-1] / "optimizer.safetensors"))
+    assert any(key.endswith("::exp_avg") and t.abs().max() > 0 for key, t in moments.items())

@@ -196,3 +196,31 @@ def test_dreambooth_with_text_encoder(tiny_model_dir, tiny_dataset_dir, tmp_path
         assert any(not torch.equal(trained[k], base_state[k]) for k in trained)
     pipe = load_pipeline_with_adapter(tiny_model_dir, adapter)
     assert np.abs(render_tiny(pipe) - render_tiny(load_tiny_pipeline(tiny_model_dir))).max() > 1e-4
+
+
+def test_lr_schedule_resumes_at_its_step_without_stepping_the_optimizer(
+    tiny_model_dir, tiny_dataset_dir
+):
+    """A resume under fp16 builds the schedule at step N: no `GradScaler.step` before `scale`."""
+    from tuneforge_trainer.loop import make_lr_scheduler, mark_initial_lr
+
+    job = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        training={"maxSteps": 10, "lrScheduler": "linear", "lrWarmupSteps": 4},
+    )
+    param = torch.nn.Parameter(torch.zeros(2))
+    stepped = torch.optim.AdamW([param], lr=1e-3)
+    mark_initial_lr(stepped)
+    reference = make_lr_scheduler(job, stepped, 0)
+    for _ in range(6):
+        stepped.step()
+        reference.step()
+
+    resumed = torch.optim.AdamW([param], lr=1e-3)
+    mark_initial_lr(resumed)
+    schedule = make_lr_scheduler(job, resumed, 6)
+    assert schedule.get_last_lr() == reference.get_last_lr()
+    assert resumed.param_groups[0]["lr"] == stepped.param_groups[0]["lr"]
+    assert resumed.state == {}, "the optimizer must not have stepped (fp16: GradScaler asserts)"

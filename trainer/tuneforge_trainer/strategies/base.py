@@ -9,6 +9,7 @@ The loop calls the same five operations under every strategy:
 
 DDP (through accelerate), FSDP2 (`fully_shard`) and DeepSpeed (`deepspeed.initialize`,
 ZeRO-2/3) implement them with the code path a GPU uses; on CPU the process group is gloo.
+Mixed precision is `strategies.precision.Precision`, the same on every device.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuneforge.api import MixedPrecision, TrainingSpec
+from tuneforge.api import Strategy, TrainingSpec
+from tuneforge_trainer.strategies.precision import LossScaling, Precision, precision_refusal
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 #: `{"state": {param name: {"step": t, "exp_avg": t, ...}}, "param_groups": [{..., "params": [names]}]}`
@@ -78,25 +80,23 @@ class World:
         return self.world_size > 1
 
 
-def autocast_dtype(training: TrainingSpec, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for mixed precision; None on CPU (which trains in fp32)."""
-    if device.type != "cuda":
-        return None
-    return {
-        MixedPrecision.FP16: torch.float16,
-        MixedPrecision.BF16: torch.bfloat16,
-    }.get(training.mixed_precision)
-
-
 class TrainingStrategy(ABC):
     """Base of the DDP, FSDP2 and DeepSpeed strategies."""
 
     name: str = ""
+    #: Who scales fp16 losses (FSDP2: the sharded scaler; DeepSpeed: its engine).
+    loss_scaling: LossScaling = LossScaling.TORCH
 
     def __init__(self, world: World, training: TrainingSpec):
-        """Remember the world and the optimisation settings."""
+        """Remember the world and the optimisation settings; refuse what the device cannot run."""
+        refusal = precision_refusal(
+            Strategy(self.name), training.mixed_precision, world.device.type
+        )
+        if refusal:
+            raise ValueError(refusal)
         self.world = world
         self.training = training
+        self.precision = Precision(training.mixed_precision, world.device, self.loss_scaling)
         self.model: Any = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_grad_norm: float | None = None
@@ -108,11 +108,8 @@ class TrainingStrategy(ABC):
         """Wrap `model` (already on the device) and create the optimizer for `trainable`."""
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        """Run the wrapped model (under autocast on GPUs with mixed precision)."""
-        dtype = autocast_dtype(self.training, self.world.device)
-        if dtype is None:
-            return self.model(*args)  # type: ignore[no-any-return]
-        with torch.autocast(self.world.device.type, dtype=dtype):
+        """Run the wrapped model under autocast (on every device) with mixed precision."""
+        with self.precision.autocast():
             return self.model(*args)  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
@@ -145,6 +142,20 @@ class TrainingStrategy(ABC):
         self, names: list[str], state: OptimizerState
     ) -> None:
         """Restore what `optimizer_state` returned (called on every rank after `setup`)."""
+
+    def restore_masters(  # noqa: B027 - optional: strategies whose module holds fp32 keep this
+        self, tensors: dict[str, torch.Tensor]
+    ) -> None:
+        """After `setup`: put checkpointed fp32 tensors where the optimizer keeps its masters
+        (the module itself, already restored, unless the engine holds separate copies)."""
+
+    def scaler_state(self) -> dict[str, Any] | None:
+        """The fp16 loss scaler's state for the checkpoint (None without one)."""
+        return self.precision.state()
+
+    def load_scaler_state(self, state: dict[str, Any] | None) -> None:
+        """Restore the loss scaler's state from a checkpoint."""
+        self.precision.load_state(state)
 
     def trainable_parameters(self, names: list[str]) -> list[nn.Parameter]:
         """The parameters of `names`, as the wrapped model holds them now."""

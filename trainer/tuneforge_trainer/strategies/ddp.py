@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import (
     OptimizerFactory,
     OptimizerState,
@@ -32,28 +31,23 @@ class DdpStrategy(TrainingStrategy):
     def setup(
         self, model: nn.Module, trainable: list[str], make_optimizer: OptimizerFactory
     ) -> None:
-        """`accelerator.prepare(model, optimizer)`."""
+        """`accelerator.prepare(model)`; the optimizer stays a plain torch optimizer.
+
+        accelerate runs without its own mixed precision (it builds no fp16 scaler on CPU):
+        the strategy's `Precision` autocasts and scales on every device.
+        """
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        on_cpu = self.world.device.type != "cuda"
-        precision = "no" if on_cpu else self.training.mixed_precision.value
-        if precision == MixedPrecision.NO.value:
-            precision = "no"
         self.accelerator = Accelerator(
-            cpu=on_cpu,
-            mixed_precision=precision,
+            cpu=self.world.device.type != "cuda",
+            mixed_precision="no",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         )
         named = dict(model.named_parameters())
-        optimizer = make_optimizer([named[name] for name in trainable])
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self._params = [named[name] for name in trainable]
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        """Forward under accelerate's autocast."""
-        with self.accelerator.autocast():
-            return self.model(*args)  # type: ignore[no-any-return]
+        self.optimizer = make_optimizer(self._params)
+        self.model = self.accelerator.prepare(model)
 
     @contextlib.contextmanager
     def accumulating(self, boundary: bool) -> Iterator[None]:
@@ -65,17 +59,20 @@ class DdpStrategy(TrainingStrategy):
             yield
 
     def backward(self, loss: torch.Tensor) -> None:
-        """`accelerator.backward(loss / accumulation steps)`."""
-        self.accelerator.backward(loss / self.training.gradient_accumulation_steps)
+        """`accelerator.backward` of the (fp16: scaled) loss / accumulation steps."""
+        self.accelerator.backward(
+            self.precision.scale(loss / self.training.gradient_accumulation_steps)
+        )
 
     def after_backward(self, boundary: bool) -> None:
-        """Clip, step, zero at the boundary."""
+        """Unscale, clip, step, zero at the boundary."""
         if not boundary:
             return
-        norm = self.accelerator.clip_grad_norm_(self._params, self.training.max_grad_norm)
-        self.last_grad_norm = float(norm) if norm is not None else None
         assert self.optimizer is not None
-        self.optimizer.step()
+        self.precision.unscale(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self._params, self.training.max_grad_norm)
+        self.last_grad_norm = float(norm)
+        self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
 
     def unwrapped(self) -> nn.Module:
@@ -93,9 +90,9 @@ class DdpStrategy(TrainingStrategy):
         if not self.world.is_main:
             return {}
         assert self.optimizer is not None
-        return named_optimizer_state(self.optimizer.optimizer, names)
+        return named_optimizer_state(self.optimizer, names)
 
     def load_optimizer_state(self, names: list[str], state: OptimizerState) -> None:
         """Load the same state on every rank."""
         assert self.optimizer is not None
-        self.optimizer.optimizer.load_state_dict(indexed_optimizer_state(state, names))
+        self.optimizer.load_state_dict(indexed_optimizer_state(state, names))

@@ -4,7 +4,13 @@ accelerate's DeepSpeed plugin does not engage on CPU, so the engine is built dir
 same call a GPU makes). A torch AdamW is passed in, which avoids compiling DeepSpeed's fused
 ops. ZeRO-3 (parameters sharded) is used when the full UNet trains, ZeRO-2 otherwise; the
 stage can be forced (`TrainerSettings.deepspeed_zero_stage`, handed over in the plan). Gradient accumulation and
-clipping are the engine's; saving gathers ZeRO-3 shards onto rank 0.
+clipping are the engine's.
+
+Precision: with bf16/fp16 the engine casts the whole module to the half dtype, keeps fp32
+masters of the trained parameters in its optimizer and scales fp16 losses itself; the
+strategy casts the floating-point inputs (the noisy latents) to the module's dtype.
+Checkpoints hold the fp32 masters and the AdamW moments, gathered with DeepSpeed's
+`safe_get_full_*` (collective) and restored with `safe_set_full_*`, so a resume is exact.
 """
 
 from __future__ import annotations
@@ -15,7 +21,17 @@ import torch
 from torch import nn
 
 from tuneforge.api import MixedPrecision
-from tuneforge_trainer.strategies.base import OptimizerFactory, TrainingStrategy, World, select
+from tuneforge_trainer.strategies.base import (
+    OptimizerFactory,
+    OptimizerState,
+    TrainingStrategy,
+    World,
+    select,
+)
+from tuneforge_trainer.strategies.precision import LossScaling
+
+#: The AdamW slots DeepSpeed's `safe_get_full_optimizer_state` gathers.
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 def deepspeed_config(
@@ -27,15 +43,14 @@ def deepspeed_config(
     precision: MixedPrecision,
 ) -> dict[str, Any]:
     """The engine configuration (batch sizes must satisfy DeepSpeed's product rule)."""
-    on_gpu = world.device.type == "cuda"
     return {
         "train_micro_batch_size_per_gpu": batch_size,
         "gradient_accumulation_steps": accumulation,
         "train_batch_size": batch_size * accumulation * world.world_size,
         "gradient_clipping": max_grad_norm,
         "zero_optimization": {"stage": stage},
-        "fp16": {"enabled": on_gpu and precision == MixedPrecision.FP16},
-        "bf16": {"enabled": on_gpu and precision == MixedPrecision.BF16},
+        "fp16": {"enabled": precision == MixedPrecision.FP16},
+        "bf16": {"enabled": precision == MixedPrecision.BF16},
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
@@ -46,6 +61,7 @@ class DeepSpeedStrategy(TrainingStrategy):
     """ZeRO data parallel with DeepSpeed's engine."""
 
     name = "deepspeed"
+    loss_scaling = LossScaling.ENGINE
 
     def __init__(
         self, world: World, training: Any, full_model: bool = False, stage: int | None = None
@@ -80,7 +96,10 @@ class DeepSpeedStrategy(TrainingStrategy):
         self._ds_optimizer = ds_optimizer
 
     def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        """The engine's forward (it casts for fp16/bf16 itself)."""
+        """The engine's forward, floating-point inputs cast to the module's half dtype."""
+        dtype = self.precision.dtype
+        if dtype is not None:
+            args = tuple(arg.to(dtype) if arg.is_floating_point() else arg for arg in args)
         return self.engine(*args)  # type: ignore[no-any-return]
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -98,13 +117,77 @@ class DeepSpeedStrategy(TrainingStrategy):
         """The module inside the engine."""
         return self.engine.module  # type: ignore[no-any-return]
 
+    def _named_trainable(self, names: list[str]) -> list[tuple[str, nn.Parameter]]:
+        named = dict(self.unwrapped().named_parameters())
+        return [(name, named[name]) for name in names]
+
     def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """ZeRO-3 gathers onto rank 0; with ZeRO-2 every rank holds full parameters."""
-        if self.stage == 3:
-            state = self.engine._zero3_consolidated_16bit_state_dict()
-            if not self.world.is_main:
-                return {}
-            return select(state, names)
+        """Collective: the fp32 masters of `names` (gathered from every ZeRO partition)."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state = {name: safe_get_full_fp32_param(p) for name, p in self._named_trainable(names)}
         if not self.world.is_main:
             return {}
-        return select(dict(self.unwrapped().named_parameters()), names)
+        return select(state, names)
+
+    def optimizer_state(self, names: list[str]) -> OptimizerState | None:
+        """Collective: the full AdamW moments by parameter name, and the step count (rank 0)."""
+        from deepspeed.utils import safe_get_full_optimizer_state
+
+        assert self.optimizer is not None
+        step = self._adam_step()
+        state: dict[str, dict[str, Any]] = {}
+        for name, param in self._named_trainable(names):
+            slots = {key: safe_get_full_optimizer_state(param, key) for key in ADAM_MOMENTS}
+            moments = {key: value.detach().to("cpu") for key, value in slots.items()}
+            state[name] = {"step": step.clone(), **moments}
+        if not self.world.is_main:
+            return {}
+        hyper = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
+        return {"state": state, "param_groups": [{**hyper, "params": list(names)}]}
+
+    def load_optimizer_state(self, names: list[str], state: OptimizerState) -> None:
+        """Put the moments and the step count back into every rank's partitions."""
+        from deepspeed.utils import safe_set_full_optimizer_state
+
+        assert self.optimizer is not None
+        self._create_adam_state(next(iter(state["state"].values()))["step"])
+        for name, param in self._named_trainable(names):
+            slots = state["state"][name]
+            for key in ADAM_MOMENTS:
+                safe_set_full_optimizer_state(param, slots[key].to(self.world.device), key)
+        for group, saved in zip(self.optimizer.param_groups, state["param_groups"], strict=True):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def _create_adam_state(self, step: torch.Tensor) -> None:
+        """AdamW's state on ZeRO's flat fp32 partitions (DeepSpeed creates it at the first step,
+        too late to load a checkpoint into): zero moments, `step`, linked to the parameters."""
+        assert self.optimizer is not None
+        zero = self.engine.optimizer
+        if self.stage == 3:
+            flats = zero.fp32_partitioned_groups_flat
+        else:
+            flats = zero.single_partition_of_fp32_groups
+        for flat in flats:
+            self.optimizer.state[flat] = {
+                "step": torch.as_tensor(step, dtype=torch.float32).clone(),
+                "exp_avg": torch.zeros_like(flat),
+                "exp_avg_sq": torch.zeros_like(flat),
+            }
+        if self.stage != 3:
+            zero._lazy_init_hp_params_optimizer_state()  # ZeRO-2 maps each parameter's slice
+
+    def restore_masters(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Write checkpointed fp32 tensors into the engine's fp32 masters (and the module)."""
+        from deepspeed.utils import safe_set_full_fp32_param
+
+        for name, param in self._named_trainable(list(tensors)):
+            safe_set_full_fp32_param(param, tensors[name].to(self.world.device, torch.float32))
+
+    def _adam_step(self) -> torch.Tensor:
+        """AdamW's step count (one for all of ZeRO's flat partitions)."""
+        assert self.optimizer is not None
+        steps = [slots["step"] for slots in self.optimizer.state.values() if "step" in slots]
+        if not steps:
+            return torch.tensor(0.0)
+        return torch.as_tensor(steps[0], dtype=torch.float32).detach().to("cpu").clone()

@@ -1,8 +1,12 @@
 """FSDP2: `torch.distributed.fsdp.fully_shard` per UNet block and text-encoder layer.
 
-Saving goes through `get_model_state_dict(full_state_dict=True, cpu_offload=True)`, which
-gathers the shards on rank 0: saving the sharded module's own `state_dict()` writes local
-shards (the trap of diffusers #9393). Frozen and trained parameters may share a group.
+Saving gathers each trained parameter's shards (`DTensor.full_tensor()`) onto rank 0:
+saving the sharded module's own `state_dict()` writes local shards (the trap of diffusers
+#9393), and gathering the whole state dict would move every frozen weight too. Frozen and
+trained parameters may share a group.
+Mixed precision: the policy all-gathers parameters in the half dtype and reduces gradients in
+fp32, the forward runs under autocast (norms stay fp32), and fp16 scales gradients with
+`ShardedGradScaler`, whose inf check is all-reduced over the shards.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from tuneforge.api import MixedPrecision
 from tuneforge_trainer.strategies.base import (
     OptimizerFactory,
     OptimizerState,
     TrainingStrategy,
     select,
 )
+from tuneforge_trainer.strategies.precision import LossScaling
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
@@ -46,6 +50,7 @@ class FsdpStrategy(TrainingStrategy):
     """Fully sharded data parallel (FSDP2)."""
 
     name = "fsdp"
+    loss_scaling = LossScaling.SHARDED
 
     def setup(
         self, model: nn.Module, trainable: list[str], make_optimizer: OptimizerFactory
@@ -56,21 +61,14 @@ class FsdpStrategy(TrainingStrategy):
 
         if not dist.is_initialized():
             raise RuntimeError("strategy fsdp needs a process group (run under Ray Train)")
-        policy = MixedPrecisionPolicy()
-        if self.world.device.type == "cuda":
-            dtype = {MixedPrecision.FP16: torch.float16, MixedPrecision.BF16: torch.bfloat16}
-            param_dtype = dtype.get(self.training.mixed_precision)
-            policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+        # All-gather in the half dtype, reduce gradients in fp32 onto the fp32 shards.
+        policy = MixedPrecisionPolicy(param_dtype=self.precision.dtype, reduce_dtype=torch.float32)
         for unit in shard_units(model):
             fully_shard(unit, mp_policy=policy)
         fully_shard(model, mp_policy=policy)
         self.model = model
         self._names = trainable
         self.optimizer = make_optimizer(self.trainable_parameters(trainable))
-
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        """FSDP2 casts through its mixed-precision policy; no autocast."""
-        return self.model(*args)  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
     def accumulating(self, boundary: bool) -> Iterator[None]:
@@ -82,19 +80,20 @@ class FsdpStrategy(TrainingStrategy):
             self.model.set_requires_gradient_sync(True)
 
     def backward(self, loss: torch.Tensor) -> None:
-        """Plain autograd on the scaled loss."""
-        (loss / self.training.gradient_accumulation_steps).backward()
+        """Plain autograd on the (fp16: scaled) loss / accumulation steps."""
+        self.precision.scale(loss / self.training.gradient_accumulation_steps).backward()
 
     def after_backward(self, boundary: bool) -> None:
-        """Clip (DTensor-aware), step, zero at the boundary."""
+        """Unscale (inf check across shards), clip (DTensor-aware), step, zero at the boundary."""
         if not boundary:
             return
+        assert self.optimizer is not None
+        self.precision.unscale(self.optimizer)
         params = self.trainable_parameters(self._names)
         norm = torch.nn.utils.clip_grad_norm_(params, self.training.max_grad_norm)
         full_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         self.last_grad_norm = float(full_norm)
-        assert self.optimizer is not None
-        self.optimizer.step()
+        self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
 
     def unwrapped(self) -> nn.Module:
@@ -102,15 +101,17 @@ class FsdpStrategy(TrainingStrategy):
         return self.model  # type: ignore[no-any-return]
 
     def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """Collective gather of the full state dict onto rank 0's CPU."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-        )
+        """Collective: each trained parameter's shards gathered (`full_tensor`), kept on rank 0.
 
-        state = get_model_state_dict(
-            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-        )
+        Only the trained tensors travel; the frozen weights are never gathered.
+        """
+        from torch.distributed.tensor import DTensor
+
+        named = dict(self.model.named_parameters())
+        state = {}
+        for name in names:  # the same order on every rank
+            param = named[name]
+            state[name] = param.full_tensor() if isinstance(param, DTensor) else param
         if not self.world.is_main:
             return {}
         return select(state, names)
