@@ -18,17 +18,20 @@ import contextlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from tuneforge.api import TrainingSpec, ValidationSpec
+from tuneforge.api import FineTuneJobSpec, TrainingSpec, ValidationSpec
 from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
 from tuneforge_trainer.components import Components
 from tuneforge_trainer.methods.dreambooth import TEXT_ENCODER_WEIGHTS, UNET_WEIGHTS
 from tuneforge_trainer.strategies import TrainingStrategy, World
 from tuneforge_trainer.strategies.precision import half_dtype
+
+if TYPE_CHECKING:
+    from tuneforge_trainer.tracking import RunTracker
 
 
 def inference_scheduler(components: Components) -> Any:
@@ -138,16 +141,15 @@ def validate_on_worker(
     strategy: TrainingStrategy,
     components: Components,
     world: World,
-    spec: Any,
+    spec: FineTuneJobSpec,
     step: int,
-    tracker: Any,
+    tracker: RunTracker | None,
 ) -> list[str]:
     """Render `spec.validation`'s prompts with the live modules; rank 0 logs them to MLflow.
 
-    Returns the rendered file names (empty on ranks that do not render). `spec` is the
-    job's `FineTuneJobSpec`; `tracker` a `RunTracker` or None.
+    Returns the rendered file names (empty on ranks that do not render).
     """
-    model = strategy.unwrapped()
+    model: Any = strategy.unwrapped()  # the Denoiser: `.text_encoder`, `.unet`
     sharded = params_sharded(model)
     if not (world.is_main or sharded):
         return []

@@ -132,7 +132,10 @@ def test_rendering_restores_training_mode_and_uses_the_models_scheduler(tiny_mod
     assert components.unet.training and torch.is_grad_enabled()
 
 
-@pytest.mark.parametrize(("strategy", "method"), [("fsdp", "lora"), ("deepspeed", "dreambooth")])
+@pytest.mark.parametrize(
+    ("strategy", "method", "precision"),
+    [("fsdp", "lora", "bf16"), ("deepspeed", "dreambooth", "no")],
+)
 def test_sharded_strategies_render_on_every_rank(
     tiny_model_dir,
     tiny_dataset_dir,
@@ -142,6 +145,7 @@ def test_sharded_strategies_render_on_every_rank(
     monkeypatch,
     strategy,
     method,
+    precision,
 ):
     import tuneforge_trainer.validation as validation
 
@@ -149,7 +153,7 @@ def test_sharded_strategies_render_on_every_rank(
         method,
         tiny_model_dir,
         tiny_dataset_dir,
-        training={"maxSteps": 1},
+        training={"maxSteps": 1, "mixedPrecision": precision},
         resources={"strategy": strategy},
         validation={"prompts": [PROMPT], "steps": 2, "everySteps": 1},
     )
@@ -163,3 +167,5 @@ def test_sharded_strategies_render_on_every_rank(
     assert real(torch.nn.Linear(1, 1)) is False
     assert watched["tracker"].logged == ["validation/step-000001"]
     assert watched["components"] == 1 and watched["pipelines"] == 0
+    rendered = {dtype for grad, dtype, _ in watched["activations"] if not grad}
+    assert rendered == {torch.bfloat16 if precision == "bf16" else torch.float32}
