@@ -56,9 +56,10 @@ def matrix(tiny_model_dir, tiny_dataset_dir, tmp_path_factory) -> dict[int, dict
 
 
 @pytest.fixture(scope="module")
-def base_image(tiny_model_dir) -> np.ndarray:
-    """The tiny base model's image, to tell an adapter's effect."""
-    return render_tiny(load_tiny_pipeline(tiny_model_dir))
+def pipe_and_base_image(tiny_model_dir) -> tuple[Any, np.ndarray]:
+    """One plain diffusers pipeline for every cell's adapter, and its image without one."""
+    pipe = load_tiny_pipeline(tiny_model_dir)
+    return pipe, render_tiny(pipe)
 
 
 def _cell(matrix: dict[int, dict[str, Any]], strategy: str, precision: str, rank: int) -> Any:
@@ -102,7 +103,7 @@ def _check_held(held: dict[str, Any], strategy: str, precision: str, rank_held: 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_cell_trains_in_its_precision_and_exports(
-    matrix, base_image, tiny_model_dir, strategy, precision, run
+    matrix, pipe_and_base_image, strategy, precision, run
 ):
     refusal = _refusal(strategy, precision)
     if refusal is not None:
@@ -127,9 +128,12 @@ def test_cell_trains_in_its_precision_and_exports(
     else:
         assert state["loss_scaler"] is None
 
-    pipe = load_tiny_pipeline(tiny_model_dir)
+    pipe, base_image = pipe_and_base_image
     pipe.load_lora_weights(str(_checkpoint(main, 2) / "adapter"))
-    assert np.abs(render_tiny(pipe) - base_image).max() > 1e-4
+    try:
+        assert np.abs(render_tiny(pipe) - base_image).max() > 1e-4
+    finally:
+        pipe.unload_lora_weights()
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
