@@ -28,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mixed_batching import write_lora  # noqa: E402  (the benchmarks' seeded LoRA writer)
+from _lora_files import write_lora  # noqa: E402  (the benchmarks' seeded LoRA writer)
 
 RANK = 16
 
