@@ -1,8 +1,8 @@
 """DeepSpeed's ZeRO-3 path in-process (a one-member gloo group), without Ray.
 
 The world-size-2 runs of every strategy and precision are in `test_precision_matrix.py`
-(ZeRO-2, FSDP2 shards, DDP). These check ZeRO-3 on the engine that actually trained: chosen
-for the full UNet, forced for LoRA through the plan, and resumed exactly with its moments.
+(ZeRO-2, FSDP2 shards, DDP). This checks ZeRO-3 on the engine that actually trained (chosen
+for the full UNet): gathered export, and a resume exact in weights and AdamW moments.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tests.fixtures.trainer import make_trainer_job, worker_plan
 
 
-def _train(job: Any, storage, monkeypatch, zero_stage: int | None = None) -> tuple[Any, Any, Any]:
+def _train(job: Any, storage, monkeypatch) -> tuple[Any, Any, Any]:
     """`train_worker` at world size 1; returns (outcome, context, the strategy that trained)."""
     import tuneforge_trainer.loop as loop
     from tuneforge_trainer.context import LocalContext
@@ -30,13 +30,12 @@ def _train(job: Any, storage, monkeypatch, zero_stage: int | None = None) -> tup
         return built[-1]
 
     monkeypatch.setattr(loop, "build_strategy", recording)
-    plan = worker_plan(job, storage).model_copy(update={"zero_stage": zero_stage})
     context = LocalContext(storage / "checkpoints")
-    outcome = loop.train_worker(plan, context)
+    outcome = loop.train_worker(worker_plan(job, storage), context)
     return outcome, context, built[0]
 
 
-def test_dreambooth_full_unet_trains_under_zero3_and_exports(
+def test_dreambooth_full_unet_under_zero3_exports_and_resumes_exactly_with_its_moments(
     single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, monkeypatch
 ):
     job = make_trainer_job(
@@ -44,13 +43,13 @@ def test_dreambooth_full_unet_trains_under_zero3_and_exports(
         tiny_model_dir,
         tiny_dataset_dir,
         resources={"strategy": "deepspeed"},
-        training={"gradientAccumulationSteps": 2},
+        training={"maxSteps": 2, "checkpointEverySteps": 1},
     )
-    outcome, context, strategy = _train(job, tmp_path, monkeypatch)
+    outcome, whole, strategy = _train(job, tmp_path / "whole", monkeypatch)
     assert outcome.final_step == 2
-    assert strategy.engine.zero_optimization_stage() == 3
+    assert strategy.engine.zero_optimization_stage() == 3  # chosen for the full UNet
     assert all(hasattr(p, "ds_id") for p in strategy.unwrapped().unet.parameters())
-    adapter = context.checkpoints()[-1] / "adapter"
+    adapter = whole.checkpoints()[-1] / "adapter"
     manifest = json.loads((adapter / "tuneforge-adapter.json").read_text())
     assert manifest["files"] == ["unet.safetensors"]
     exported = load_file(str(adapter / "unet.safetensors"))
@@ -59,23 +58,9 @@ def test_dreambooth_full_unet_trains_under_zero3_and_exports(
     assert all(exported[k].shape == base[k].shape for k in base)
     assert any(not torch.equal(exported[k], base[k]) for k in base), "the UNet must train"
 
-
-def test_forced_zero3_lora_resumes_exactly_with_its_moments(
-    single_process_group, tiny_model_dir, tiny_dataset_dir, tmp_path, monkeypatch
-):
-    forced_stage = 3
-    job = make_trainer_job(
-        "lora",
-        tiny_model_dir,
-        tiny_dataset_dir,
-        resources={"strategy": "deepspeed"},
-        training={"maxSteps": 2, "checkpointEverySteps": 1},
-    )
-    _, whole, strategy = _train(job, tmp_path / "whole", monkeypatch, zero_stage=forced_stage)
-    assert strategy.engine.zero_optimization_stage() == forced_stage
     first = whole.checkpoints()[0]
     shutil.copytree(first, tmp_path / "split" / "checkpoints" / first.name)
-    resumed, split, _ = _train(job, tmp_path / "split", monkeypatch, zero_stage=forced_stage)
+    resumed, split, _ = _train(job, tmp_path / "split", monkeypatch)
     assert resumed.start_step == 1
     for name in ("trainable.safetensors", "optimizer.safetensors"):
         expected = load_file(str(whole.checkpoints()[-1] / name))
