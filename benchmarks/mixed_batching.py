@@ -4,9 +4,13 @@ Both sides run in this process on the same `ServingEngine` (same slots, same ada
 already attached, same PNG encoding, mixed batching on): the baseline calls
 `engine.generate(job)` for each request in turn (one pipeline call per request, its
 adapters active on the slots); the mixed side runs the same 4 jobs through
-`engine.generate_batch` (one pipeline call, each sample routed to its own LoRA). The two sides alternate for
-`--rounds` rounds; the ratio of median round times is the speed-up. The images of both
-sides are compared too (they must agree to one 8-bit level).
+`engine.generate_batch` (one pipeline call, each sample routed to its own LoRA). The
+strongest path the libraries offer is measured too: plain diffusers + peft on a second
+pipeline of the same model, the 4 LoRAs loaded with `load_lora_weights`, one call with
+peft's per-sample `adapter_names` (`PeftPerSampleBatch`). The three alternate for
+`--rounds` rounds, each timed here around its calls; medians per round. The engine's
+sequential and mixed images must agree to one 8-bit level; the difference to peft's is
+printed.
 
     scripts/netns-run .venv/bin/python benchmarks/mixed_batching.py --quick   # tiny, < 50 s
     .venv/bin/python benchmarks/mixed_batching.py --sd15                   # GPU: SD 1.5, 512 px
@@ -15,7 +19,7 @@ sides are compared too (they must agree to one 8-bit level).
 `--sd15` builds the real SD 1.5 architecture (UNet 860 M parameters, VAE, 12-layer CLIP
 text encoder) with random weights in memory, nothing downloaded; the tokenizer is the
 tiny model's (its vocabulary only sizes the embedding table). Last line:
-`mixed_speedup=<sequential time / mixed time>`.
+`mixed_speedup=<sequential time / mixed time> vs_peft=<peft per-sample time / mixed time>`.
 """
 
 from __future__ import annotations
@@ -131,45 +135,9 @@ def sd15_pipeline(device: str, dtype: torch.dtype, workdir: Path) -> tuple[Any, 
     return pipe.to(device, dtype), model_dir
 
 
-def write_lora(unet: torch.nn.Module, folder: Path, seed: int, rank: int) -> Path:
-    """A LoRA adapter folder on the UNet's attention projections with seeded random weights."""
-    from safetensors.torch import save_file
-
-    from tuneforge.contract import (
-        ADAPTER_MANIFEST,
-        DEFAULT_LORA_TARGETS,
-        LORA_WEIGHTS,
-        AdapterManifest,
-        LoraSection,
-    )
-
-    generator = torch.Generator().manual_seed(seed)
-    tensors: dict[str, torch.Tensor] = {}
-    for path, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and path.endswith(DEFAULT_LORA_TARGETS):
-            down = torch.randn(rank, module.in_features, generator=generator)
-            up = torch.randn(module.out_features, rank, generator=generator)
-            tensors[f"unet.{path}.lora_A.weight"] = down / module.in_features**0.5
-            tensors[f"unet.{path}.lora_B.weight"] = up * 0.5 / rank**0.5
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(folder / LORA_WEIGHTS))
-    manifest = AdapterManifest(
-        method="lora",
-        base_model="benchmark",
-        files=[LORA_WEIGHTS],
-        lora=LoraSection(rank=rank, alpha=rank, target_modules=list(DEFAULT_LORA_TARGETS)),
-    )
-    (folder / ADAPTER_MANIFEST).write_text(manifest.model_dump_json())
-    return folder
-
-
-def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any]]:
-    """Engine (mixed batching on) and the 4 jobs (4 different LoRAs, one each)."""
+def make_pipeline(args: argparse.Namespace, workdir: Path) -> tuple[Any, Path]:
+    """The model the flags name, on the device and dtype serving would pick."""
     from tuneforge_serving.base_model import pick_device, pick_dtype
-    from tuneforge_serving.config import ServingConfig
-    from tuneforge_serving.engine import ServingEngine
-    from tuneforge_serving.folder_source import FolderAdapterSource
-    from tuneforge_serving.jobs import GenerationJob
 
     device = pick_device(args.device)
     dtype = pick_dtype("auto", device)
@@ -178,6 +146,19 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any]]:
     else:
         pipe, model_dir = tiny_pipeline(device, dtype)
     pipe.set_progress_bar_config(disable=True)
+    return pipe, model_dir
+
+
+def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any], dict[str, Path]]:
+    """Engine (mixed batching on), the 4 jobs (4 different LoRAs, one each), their folders."""
+    from _lora_files import write_lora
+
+    from tuneforge_serving.config import ServingConfig
+    from tuneforge_serving.engine import ServingEngine
+    from tuneforge_serving.folder_source import FolderAdapterSource
+    from tuneforge_serving.jobs import GenerationJob
+
+    pipe, model_dir = make_pipeline(args, workdir)
     names = [f"lora{i}" for i in range(4)]
     folders = {
         n: write_lora(pipe.unet, workdir / n, 100 + i, args.rank) for i, n in enumerate(names)
@@ -185,7 +166,7 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any]]:
     config = ServingConfig(
         base_model=str(model_dir),
         cache_dir=workdir / "cache",
-        device=device,
+        device=str(pipe.device),
         adapter_lru_size=4,
         hotswap={"max_lora_rank": args.rank},
         limits={"max_width": max(768, args.size), "max_height": max(768, args.size)},
@@ -206,34 +187,86 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, list[Any]]:
         )
         for i, name in enumerate(names)
     ]
-    return engine, jobs
+    return engine, jobs, folders
+
+
+class PeftPerSampleBatch:
+    """Plain diffusers + peft: the 4 LoRAs loaded with `load_lora_weights`, one pipeline call
+    for the 4 prompts, each sample routed to its LoRA by peft's `adapter_names` (passed to
+    every `LoraLayer` by a forward pre-hook; with CFG the UNet batch is [uncond..., cond...],
+    so the names repeat in that order). PNG-encoded like the engine's answers."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, folders: dict[str, Path]):
+        """A second pipeline of the same model with `folders` loaded under their names."""
+        from peft.tuners.lora import LoraLayer
+
+        self.pipe, _ = make_pipeline(args, workdir / "peft")
+        for name, folder in folders.items():
+            self.pipe.load_lora_weights(str(folder), adapter_name=name)
+        self.names: list[str] = []
+        for module in self.pipe.unet.modules():
+            if isinstance(module, LoraLayer):
+                module.register_forward_pre_hook(self._route, with_kwargs=True)
+
+    def _route(self, module: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        rows = args[0].shape[0]
+        return args, {**kwargs, "adapter_names": self.names * (rows // len(self.names))}
+
+    def generate(self, jobs: list[Any], names: list[str]) -> list[bytes]:
+        """PNGs of one call for `jobs`, sample i with LoRA `names[i]`."""
+        self.names = names
+        first = jobs[0]
+        images = self.pipe(
+            prompt=[job.prompt for job in jobs],
+            num_inference_steps=first.steps,
+            guidance_scale=first.guidance_scale,
+            width=first.width,
+            height=first.height,
+            generator=[torch.Generator("cpu").manual_seed(job.seed) for job in jobs],
+        ).images
+        encoded = []
+        for image in images:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            encoded.append(buffer.getvalue())
+        return encoded
 
 
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)), dtype=np.int16)
 
 
-def measure(engine: Any, jobs: list[Any], rounds: int) -> tuple[float, float, int]:
-    """Median seconds per round of sequential and mixed, and the largest pixel difference."""
-    sequential_s: list[float] = []
-    mixed_s: list[float] = []
-    worst = 0
+def measure(
+    engine: Any, jobs: list[Any], peft: PeftPerSampleBatch, rounds: int
+) -> tuple[dict[str, float], int, int]:
+    """Median seconds per round of each side, the largest pixel difference between the
+    engine's sequential and mixed images, and between the engine's and peft's mixed ones."""
+    names = [f"lora{i}" for i in range(len(jobs))]
+    times: dict[str, list[float]] = {"sequential": [], "mixed": [], "peft": []}
+    worst = worst_peft = 0
     for round_index in range(rounds + 1):  # round 0 warms up (slot copies, kernels)
         start = time.perf_counter()
         alone = [engine.generate(job) for job in jobs]
         middle = time.perf_counter()
         mixed = engine.generate_batch(jobs)
         end = time.perf_counter()
-        for one, other in zip(alone, mixed, strict=True):
+        theirs = peft.generate(jobs, names)
+        done = time.perf_counter()
+        for one, other, peft_png in zip(alone, mixed, theirs, strict=True):
             if one.error or other.error:
                 raise RuntimeError(f"generation failed: {one.error or other.error}")
-            difference = np.abs(_pixels(one.images[0]) - _pixels(other.images[0])).max()
-            worst = max(worst, int(difference))
+            ours = _pixels(other.images[0])
+            worst = max(worst, int(np.abs(_pixels(one.images[0]) - ours).max()))
+            worst_peft = max(worst_peft, int(np.abs(_pixels(peft_png) - ours).max()))
         if round_index:
-            sequential_s.append(middle - start)
-            mixed_s.append(end - middle)
-        print(f"round {round_index}: sequential {middle - start:.3f}s mixed {end - middle:.3f}s")
-    return statistics.median(sequential_s), statistics.median(mixed_s), worst
+            times["sequential"].append(middle - start)
+            times["mixed"].append(end - middle)
+            times["peft"].append(done - end)
+        print(
+            f"round {round_index}: sequential {middle - start:.3f}s mixed {end - middle:.3f}s "
+            f"peft per-sample {done - end:.3f}s"
+        )
+    return {side: statistics.median(values) for side, values in times.items()}, worst, worst_peft
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,22 +285,25 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tf-mixed-bench-") as tmp:
-        engine, jobs = build(args, Path(tmp))
+        engine, jobs, folders = build(args, Path(tmp))
+        peft = PeftPerSampleBatch(args, Path(tmp), folders)
         model = "sd15-random" if args.sd15 else "tiny"
         print(
             f"model={model} device={engine.device} size={args.size} steps={args.steps} "
             f"requests=4 adapters=4 rank={args.rank} setup_s={time.perf_counter() - began:.1f}"
         )
-        sequential, mixed, worst = measure(engine, jobs, args.rounds)
+        medians, worst, worst_peft = measure(engine, jobs, peft, args.rounds)
+    sequential, mixed, peft_s = medians["sequential"], medians["mixed"], medians["peft"]
     print(
-        f"sequential_s={sequential:.3f} mixed_s={mixed:.3f} "
+        f"sequential_s={sequential:.3f} mixed_s={mixed:.3f} peft_per_sample_s={peft_s:.3f} "
         f"sequential_img_per_s={4 / sequential:.2f} mixed_img_per_s={4 / mixed:.2f} "
-        f"max_pixel_diff={worst} total_s={time.perf_counter() - began:.1f}"
+        f"max_pixel_diff={worst} max_pixel_diff_vs_peft={worst_peft} "
+        f"total_s={time.perf_counter() - began:.1f}"
     )
     if worst > 1:
         print(f"mixed images differ from the sequential ones by {worst} levels", file=sys.stderr)
         return 1
-    print(f"mixed_speedup={sequential / mixed:.2f}")
+    print(f"mixed_speedup={sequential / mixed:.2f} vs_peft={peft_s / mixed:.2f}")
     return 0
 
 

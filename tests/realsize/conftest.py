@@ -17,6 +17,7 @@ Run inside scripts/netns-run (Ray starts).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import subprocess
@@ -36,6 +37,8 @@ RESOLUTION = 256
 """Training and rendering size (latents 32x32)."""
 RENDER = {"steps": 2, "guidance_scale": 7.5, "seed": 3, "width": RESOLUTION, "height": RESOLUTION}
 """What every served and reference image uses."""
+JOB_TIMEOUT_S = 900
+"""Limit of one `tuneforge run` (Ray start, loading 4 GB, 2 steps on 2 busy cores)."""
 LORA_MODEL, TI_MODEL = "sd15-lora", "sd15-ti"
 TOKEN = "<sks-toy>"
 PROMPT = f"a photo of {TOKEN}"
@@ -51,9 +54,10 @@ class Sd15Random:
 
 @dataclass
 class JobRun:
-    """One finished `tuneforge run`: its output and the memory it took."""
+    """One finished `tuneforge run`: exit status, output (stdout and stderr), memory taken."""
 
-    process: subprocess.CompletedProcess[str]
+    returncode: int
+    output: str
     peak: PeakRss
 
 
@@ -119,11 +123,29 @@ def _run(home: Path, name: str, manifest: dict[str, Any]) -> JobRun:
         k: v for k, v in os.environ.items() if not k.startswith(("TUNEFORGE_", "MLFLOW_TRACKING"))
     }
     env.update({"TUNEFORGE_HOME": str(home), "COLUMNS": "120"})
-    with peak_rss() as peak:
-        process = subprocess.run(
-            [TUNEFORGE, "run", str(job_file)], env=env, capture_output=True, text=True, timeout=900
-        )
-    return JobRun(process, peak)
+    log = home.parent / f"{name}.log"  # on disk, so a timed-out job still shows its output
+    with log.open("w") as out, peak_rss() as peak:
+        process = subprocess.Popen(
+            [TUNEFORGE, "run", str(job_file)], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            returncode = process.wait(timeout=JOB_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _kill_tree(process.pid)
+            message = f"{name} job over {JOB_TIMEOUT_S} s: {log.read_text()[-4000:]}"
+            raise AssertionError(message) from None
+    return JobRun(returncode, log.read_text(), peak)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process under it (the trainer, Ray and its actors)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    for process in [*root.children(recursive=True), root]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 @pytest.fixture(scope="session")
