@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tuneforge.api import FineTuneJob
+from tuneforge.base_model import resolve_base_model
 from tuneforge.contract import Metric
 from tuneforge.inputs import materialize
 from tuneforge.settings import Settings
@@ -129,7 +130,10 @@ class _Trainer:
     def setup(self) -> None:
         torch.set_num_threads(self.plan.threads)
         cache = self.plan.cache_path
-        self.model_dir = materialize(self.plan.model_uri, cache, self.settings)
+        base = self.spec.base_model
+        self.model_dir = resolve_base_model(
+            self.plan.model_uri, cache, self.settings, revision=base.revision
+        ).path
         dataset_dir = materialize(self.plan.dataset_uri, cache, self.settings)
         training = self.spec.training
         seed_everything(training.seed)
