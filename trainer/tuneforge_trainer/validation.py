@@ -28,7 +28,7 @@ from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
 from tuneforge_trainer.components import Components
 from tuneforge_trainer.methods.dreambooth import TEXT_ENCODER_WEIGHTS, UNET_WEIGHTS
 from tuneforge_trainer.strategies import TrainingStrategy, World
-from tuneforge_trainer.strategies.precision import half_dtype
+from tuneforge_trainer.strategies.precision import autocast
 
 if TYPE_CHECKING:
     from tuneforge_trainer.tracking import RunTracker
@@ -69,14 +69,10 @@ def rendering(
     Each module's training flags are restored afterwards.
     """
     flags = [(module, module.training) for root in modules for module in root.modules()]
-    dtype = half_dtype(training.mixed_precision)
-    autocast: Any = (
-        torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    )
     for root in modules:
         root.eval()
     try:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(training.mixed_precision, device.type):
             yield
     finally:
         for module, flag in flags:

@@ -41,6 +41,18 @@ def half_dtype(precision: MixedPrecision) -> torch.dtype | None:
     return HALF_DTYPES.get(precision)
 
 
+@contextlib.contextmanager
+def autocast(precision: MixedPrecision, device_type: str) -> Iterator[None]:
+    """`torch.autocast(device_type, half dtype)` for `precision` (cpu and cuda alike); nothing
+    for `no`. Training (`Precision.autocast`) and rendering use this one context."""
+    dtype = half_dtype(precision)
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type, dtype=dtype):
+        yield
+
+
 def cpu_has_native_fp16() -> bool:
     """Whether oneDNN has fp16 kernels on this CPU (AVX512-FP16 / AMX-FP16)."""
     try:
@@ -93,6 +105,7 @@ class Precision:
         scaling: LossScaling = LossScaling.TORCH,
     ):
         """`scaling`: which fp16 scaler (none here when the engine scales itself)."""
+        self.precision = precision
         self.dtype = half_dtype(precision)
         self.device_type = device.type
         self.scaler: Any = None
@@ -107,10 +120,7 @@ class Precision:
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
         """`torch.autocast(device type, dtype)`, or nothing in fp32."""
-        if self.dtype is None:
-            yield
-            return
-        with torch.autocast(self.device_type, dtype=self.dtype):
+        with autocast(self.precision, self.device_type):
             yield
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
