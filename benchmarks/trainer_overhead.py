@@ -41,28 +41,17 @@ def bare_accelerate_loop(
     model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path
 ) -> list[float]:
     """The loop a diffusers example script would run; returns seconds of each step."""
+    from _bare_loop import load_frozen_parts
     from accelerate import Accelerator
-    from diffusers import (
-        AutoencoderKL,
-        DDPMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import StableDiffusionPipeline
     from diffusers.optimization import get_scheduler
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(0)
     accelerator = Accelerator(cpu=True)
-    tokenizer = CLIPTokenizer.from_pretrained(str(model_dir / "tokenizer"), model_max_length=77)
-    text_encoder = CLIPTextModel.from_pretrained(str(model_dir), subfolder="text_encoder")
-    vae = AutoencoderKL.from_pretrained(str(model_dir), subfolder="vae")
-    unet = UNet2DConditionModel.from_pretrained(str(model_dir), subfolder="unet")
-    noise_scheduler = DDPMScheduler.from_pretrained(str(model_dir), subfolder="scheduler")
-    for module in (text_encoder, vae, unet):
-        module.requires_grad_(False)
+    tokenizer, text_encoder, vae, unet, noise_scheduler = load_frozen_parts(model_dir)
     unet.add_adapter(
         LoraConfig(r=RANK, lora_alpha=RANK, init_lora_weights="gaussian", target_modules=TARGETS)
     )
