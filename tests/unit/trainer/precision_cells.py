@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = "results.json"
+EXTENSIONS = "torch-extensions"
 WORLD_SIZE = 2
 
 
@@ -134,6 +135,9 @@ def _process(rank: int, cells: list[tuple[str, str]], paths: dict[str, str], por
     import torch
     import torch.distributed as dist
 
+    log = os.open(_log_path(paths["root"], rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 1)  # native aborts (gloo, DeepSpeed ops) print here, read back on failure
+    os.dup2(log, 2)
     torch.set_num_threads(1)
     os.environ.update(
         {
@@ -144,6 +148,8 @@ def _process(rank: int, cells: list[tuple[str, str]], paths: dict[str, str], por
             "LOCAL_RANK": str(rank),
             "LOCAL_WORLD_SIZE": str(WORLD_SIZE),
             "GLOO_SOCKET_IFNAME": "lo",
+            # Empty, as in a fresh pod: whatever DeepSpeed JIT-compiles would land here.
+            "TORCH_EXTENSIONS_DIR": str(Path(paths["root"]) / EXTENSIONS),
         }
     )
     dist.init_process_group(
@@ -159,9 +165,26 @@ def _process(rank: int, cells: list[tuple[str, str]], paths: dict[str, str], por
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
         results[cell_key(strategy, precision)] = result
+    extensions = Path(paths["root"]) / EXTENSIONS
+    results["compiled_ops"] = (
+        sorted(p.name for p in extensions.glob("*/*")) if extensions.exists() else []
+    )
     out = Path(paths["root"]) / f"rank{rank}-{RESULTS}"
     out.write_text(json.dumps(results, indent=2))
     dist.destroy_process_group()
+
+
+def _log_path(root: str | Path, rank: int) -> Path:
+    return Path(root) / f"rank{rank}.log"
+
+
+def _log_tails(root: Path, lines: int = 15) -> str:
+    tails = []
+    for rank in range(WORLD_SIZE):
+        path = _log_path(root, rank)
+        text = path.read_text(errors="replace").splitlines() if path.exists() else []
+        tails.append(f"--- rank {rank}, last {lines} lines of {path}:\n" + "\n".join(text[-lines:]))
+    return "\n".join(tails)
 
 
 def run_matrix(
@@ -178,11 +201,14 @@ def run_matrix(
         _process, args=(cells, paths, port), nprocs=WORLD_SIZE, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + timeout_s
-    while not context.join(timeout=2):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            raise TimeoutError(f"precision matrix still running after {timeout_s} s")
+    try:
+        while not context.join(timeout=2):
+            if time.monotonic() > deadline:
+                for process in context.processes:
+                    process.kill()
+                raise TimeoutError(f"precision matrix still running after {timeout_s} s")
+    except Exception as error:
+        raise RuntimeError(f"{error}\n{_log_tails(root)}") from error
     return {
         rank: json.loads((root / f"rank{rank}-{RESULTS}").read_text()) for rank in range(WORLD_SIZE)
     }

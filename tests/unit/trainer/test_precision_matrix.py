@@ -99,6 +99,12 @@ def _check_held(held: dict[str, Any], strategy: str, precision: str, rank_held: 
         assert scaler is None
 
 
+def test_training_compiles_no_ops_in_a_fresh_worker(matrix):
+    """DeepSpeed's CPU shm all-reduce (inference-only) is not JIT-built: no compiler in pods."""
+    for rank in range(WORLD_SIZE):
+        assert matrix[rank]["compiled_ops"] == []
+
+
 @pytest.mark.parametrize("run", ["fresh", "resumed"])
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("strategy", STRATEGIES)

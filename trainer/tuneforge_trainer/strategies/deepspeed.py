@@ -11,6 +11,12 @@ masters of the trained parameters in its optimizer and scales fp16 losses itself
 strategy casts the floating-point inputs (the noisy latents) to the module's dtype.
 Checkpoints hold the fp32 masters and the AdamW moments, gathered with DeepSpeed's
 `safe_get_full_*` (collective) and restored with `safe_set_full_*`, so a resume is exact.
+
+Collectives: on a CPU accelerator DeepSpeed would JIT-compile its shared-memory all-reduce
+(`deepspeed_shm_comm`, 2-3 minutes of ninja on two cores in every fresh pod, rebuilt when its
+flags differ between processes). It serves only `inference_all_reduce`; training collectives
+always go through torch.distributed. The strategy marks that op unavailable on CPU, so training
+collectives run on gloo exactly as they run on NCCL on a GPU, with no compiler in the pod.
 """
 
 from __future__ import annotations
@@ -57,6 +63,16 @@ def deepspeed_config(
     }
 
 
+def skip_cpu_shared_memory_collectives() -> None:
+    """On a CPU accelerator, keep DeepSpeed from JIT-compiling its inference-only shm all-reduce."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        # DeepSpeed caches this dict in the module on first access; edits to it persist.
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 class DeepSpeedStrategy(TrainingStrategy):
     """ZeRO data parallel with DeepSpeed's engine."""
 
@@ -76,6 +92,7 @@ class DeepSpeedStrategy(TrainingStrategy):
         """`deepspeed.initialize(model, optimizer=AdamW(trainable), config)`."""
         import deepspeed
 
+        skip_cpu_shared_memory_collectives()
         named = dict(model.named_parameters())
         optimizer = make_optimizer([named[name] for name in trainable])
         config = deepspeed_config(
