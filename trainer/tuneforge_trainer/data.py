@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from tuneforge_trainer.errors import InvalidTrainingInput
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 INSTANCE_SUBDIR = "instance"
 CLASS_SUBDIR = "class"
@@ -68,8 +70,37 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def orphan_captions(folder: Path) -> list[str]:
+    """Names of the `.txt` files in `folder` that caption no image (no image shares their stem)."""
+    if not folder.is_dir():
+        return []
+    stems = {path.stem for path in list_images(folder)}
+    return sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.is_file()
+        and path.suffix.lower() == ".txt"
+        and not path.name.startswith(".")
+        and path.stem not in stems
+    )
+
+
 def read_records(folder: Path) -> list[ImageRecord]:
-    """Every image of `folder` with the caption from its `.txt` file, when there is one."""
+    """Every image of `folder` with the caption from its `.txt` file, when there is one.
+
+    InvalidTrainingInput naming every caption file without an image: a misspelt caption
+    name would otherwise leave its image on the job's instance prompt without a word.
+    """
+    orphans = orphan_captions(folder)
+    if orphans:
+        shown = ", ".join(orphans[:10]) + (
+            f" and {len(orphans) - 10} more" if len(orphans) > 10 else ""
+        )
+        raise InvalidTrainingInput(
+            f"spec.dataset.uri: {len(orphans)} caption file(s) in {folder.name}/ with no image "
+            f"of the same name: {shown}; a caption is <image name>.txt beside its image "
+            "(cat.png and cat.txt): rename them to match an image, or remove them"
+        )
     records = []
     for path in list_images(folder):
         caption_file = path.with_suffix(".txt")
