@@ -1,7 +1,11 @@
 """Generate the FineTuneJob CustomResourceDefinition from the pydantic models.
 
 The pydantic JSON schema is turned into a Kubernetes *structural* OpenAPI v3 schema:
-references inlined, `Optional` as `nullable`, no empty-string defaults (some 1.20 builds
+references inlined, `Optional` as a field that may be absent (never `nullable`: the API server
+publishes a nullable field to `kubectl explain` and to kubectl's client-side validation with
+no type and no properties, and the absent form is what clients send anyway), no
+`x-kubernetes-preserve-unknown-fields` on spec or status (for the same reason: every field
+stays visible, and kubectl refuses misspelt ones), no empty-string defaults (some 1.20 builds
 refuse them), JSON-Schema-2020 exclusive bounds as OpenAPI 3.0 booleans, titles dropped,
 descriptions kept. No CEL (`x-kubernetes-validations`): cross-field rules are `anyOf` value
 validations (each method's, from `method_rules`).
@@ -65,7 +69,6 @@ def _structural(node: Any) -> Any:
             merged = dict(non_null[0])
             merged.update(node)
             node = merged
-            node["nullable"] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
     for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -113,8 +116,6 @@ def openapi_schema() -> dict[str, Any]:
     spec = model_schema(FineTuneJobSpec)
     spec["allOf"] = method_schema_rules()
     status = model_schema(FineTuneJobStatus)
-    # kopf keeps bookkeeping under status; never let the schema prune it.
-    status["x-kubernetes-preserve-unknown-fields"] = True
     return {
         "type": "object",
         "description": "A request to fine-tune Stable Diffusion 1.5 and register the resulting adapter.",

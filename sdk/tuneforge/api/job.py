@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from tuneforge.api.base import API_VERSION, KIND, ApiModel
 from tuneforge.api.spec import FineTuneJobSpec
@@ -16,6 +17,10 @@ from tuneforge.api.status import FineTuneJobStatus
 
 assert API_VERSION == "tuneforge.io/v1alpha1" and KIND == "FineTuneJob"  # literals below
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_JOB_NAME = 63
+"""Longest job name: the name is the value of the `tuneforge.io/job-name` label on the RayJob
+and on every Ray pod, and label values stop at 63 characters. (The RayJob's own name is
+shortened with a hash past 47 characters, so it sets no lower limit.)"""
 
 
 class ObjectMeta(ApiModel):
@@ -23,7 +28,9 @@ class ObjectMeta(ApiModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
+    name: str = Field(
+        json_schema_extra={"minLength": 1, "maxLength": MAX_JOB_NAME, "pattern": DNS_LABEL}
+    )
     """Job name (a DNS label: it names the RayJob and the MLflow run)."""
     namespace: str | None = Field(default=None, pattern=DNS_LABEL)
     """Namespace (defaults to the client's)."""
@@ -35,6 +42,22 @@ class ObjectMeta(ApiModel):
     """Labels."""
     annotations: dict[str, str] = Field(default_factory=dict)
     """Annotations."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_children(cls, name: str) -> str:
+        if len(name) > MAX_JOB_NAME:
+            raise ValueError(
+                f"{len(name)} characters is too long: at most {MAX_JOB_NAME}, as the name is "
+                "the value of the tuneforge.io/job-name label on the RayJob and its pods; "
+                "choose a shorter name"
+            )
+        if not re.fullmatch(DNS_LABEL, name):
+            raise ValueError(
+                f"{name!r} is not a DNS label: use lowercase letters, digits and '-', "
+                "starting and ending with a letter or digit"
+            )
+        return name
 
 
 class FineTuneJob(ApiModel):

@@ -230,7 +230,9 @@ def method_schema_rules() -> list[dict[str, Any]]:
 
     The API server reports the errors of one failing branch: the one with the most passing
     checks, the first on a tie. Each rule therefore lists first the branch whose error names
-    the field the user has to fix.
+    the field the user has to fix. Each rule also holds for a method TuneForge does not know,
+    so that the API server's only complaint about `method: hypernetwork` is `spec.method` and
+    its allowed values.
     """
     rules_list: list[dict[str, Any]] = []
     for rules in METHOD_RULES.values():
@@ -247,7 +249,8 @@ def method_schema_rules() -> list[dict[str, Any]]:
     rules_list.append({"anyOf": [absent("lora"), *lora_branches]})
     for rules in METHOD_RULES.values():
         rules_list.extend(rules.own_schema_rules())
-    return rules_list
+    unknown_method = {"properties": {"method": {"not": {"enum": [m.value for m in Method]}}}}
+    return [{"anyOf": [*rule["anyOf"], unknown_method]} for rule in rules_list]
 
 
 def method_rule_docs() -> list[str]:

@@ -19,6 +19,24 @@ from tuneforge.contract import DEFAULT_LORA_TARGETS, default_lora_alpha
 DEFAULT_BASE_MODEL = "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
+_URI_SCHEMES = ("hf://", "s3://", "file://", "./")
+
+
+def refuse_dot_segments(uri: str | None) -> str | None:
+    """`uri` unchanged, or a ValueError when a path segment is `.` or `..`.
+
+    Storage prefixes are compared as strings (tenancy, checkpoints): `s3://data/../etc` would
+    name another place than it seems to, so it is refused rather than normalised.
+    """
+    if uri is None:
+        return uri
+    rest = next((uri[len(s) :] for s in _URI_SCHEMES if uri.startswith(s)), uri)
+    if any(segment in (".", "..") for segment in rest.split("/")):
+        raise ValueError(
+            f"{uri!r} has a '.' or '..' path segment: write the path without them "
+            "(e.g. s3://bucket/datasets/dogs)"
+        )
+    return uri
 
 
 class Strategy(str, Enum):
@@ -58,6 +76,8 @@ class BaseModelSpec(ApiModel):
     revision: str | None = None
     """Hub revision (branch, tag or commit) for `hf://` URIs; ignored otherwise."""
 
+    _no_dot_segments = field_validator("uri")(refuse_dot_segments)
+
 
 class DatasetSpec(ApiModel):
     """The training images and how they are prepared."""
@@ -78,6 +98,8 @@ class DatasetSpec(ApiModel):
     """Center-crop to a square before resizing (random crop when false)."""
     random_flip: bool = False
     """Randomly flip images horizontally."""
+
+    _no_dot_segments = field_validator("uri", "class_data_uri")(refuse_dot_segments)
 
 
 class TrainingSpec(ApiModel):

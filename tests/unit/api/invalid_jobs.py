@@ -44,6 +44,8 @@ class InvalidCase:
     """Paths to set (created as needed), applied in order."""
     unset: tuple[str, ...] = ()
     """Paths to remove, applied after `set_`."""
+    message: str | None = None
+    """The readable line (`tuneforge.api.base.error_messages`) the error must contain, if set."""
 
     def manifest(self, name: str | None = None) -> dict[str, Any]:
         """The invalid manifest (a fresh copy), optionally renamed."""
@@ -102,7 +104,12 @@ INVALID_CASES: list[InvalidCase] = [
         {"spec.dreambooth": {"priorPreservation": False}},
     ),
     # --- enums
-    InvalidCase("unknown-method", "spec.method", {"spec.method": "hypernetwork"}),
+    InvalidCase(
+        "unknown-method",
+        "spec.method",
+        {"spec.method": "hypernetwork"},
+        message="spec.method: 'hypernetwork' is not allowed: use one of 'lora', 'dreambooth'",
+    ),
     InvalidCase(
         "unknown-strategy", "spec.resources.strategy", {"spec.resources.strategy": "horovod"}
     ),
@@ -193,6 +200,60 @@ PYDANTIC_ONLY_CASES: list[InvalidCase] = [
         "spec.training.lrWarmupSteps",
         {"spec.training.lrWarmupSteps": 500},
     ),
-    # The apiserver prunes unknown fields (it does not reject them); the models refuse them.
-    InvalidCase("unknown-field", "spec.lora.rnak", {"spec.lora.rnak": 8}),
 ]
+
+LONG_NAME = "a" * 64
+
+ADMISSION_CASES: list[InvalidCase] = [
+    # Accepted by the CRD schema (the apiserver prunes unknown fields, allows 253-character
+    # names and any path), refused by the models and so by the admission webhook.
+    InvalidCase(
+        "unknown-field",
+        "spec.lora.rnak",
+        {"spec.lora.rnak": 8},
+        message="spec.lora.rnak: unknown field (did you mean rank?)",
+    ),
+    InvalidCase(
+        "misspelt-lora-alpha",
+        "spec.lora.alhpa",
+        {"spec.lora.alhpa": 32},
+        message="spec.lora.alhpa: unknown field (did you mean alpha?)",
+    ),
+    InvalidCase(
+        "misspelt-max-steps",
+        "spec.training.maxStep",
+        {"spec.training.maxStep": 10},
+        message="spec.training.maxStep: unknown field (did you mean maxSteps?)",
+    ),
+    InvalidCase(
+        "unknown-top-level-field",
+        "spec.fooBar",
+        {"spec.fooBar": 1},
+        message="spec.fooBar: unknown field (known fields: activeDeadlineSeconds,",
+    ),
+    InvalidCase(
+        "name-too-long-for-labels",
+        "metadata.name",
+        {"metadata.name": LONG_NAME},
+        message="metadata.name: 64 characters is too long: at most 63",
+    ),
+    InvalidCase(
+        "dataset-uri-with-dot-dot",
+        "spec.dataset.uri",
+        {"spec.dataset.uri": "s3://bucket/../../etc"},
+        message="spec.dataset.uri: 's3://bucket/../../etc' has a '.' or '..' path segment",
+    ),
+    InvalidCase(
+        "base-model-uri-with-dot",
+        "spec.baseModel.uri",
+        {"spec.baseModel": {"uri": "s3://models/./sd15"}},
+        message="spec.baseModel.uri: 's3://models/./sd15' has a '.' or '..' path segment",
+    ),
+    InvalidCase(
+        "class-data-uri-ending-in-dot-dot",
+        "spec.dataset.classDataUri",
+        {"spec.dataset.classDataUri": "/data/class/.."},
+        message="spec.dataset.classDataUri: '/data/class/..' has a '.' or '..' path segment",
+    ),
+]
+"""Cases only the models (and the webhook that runs them) refuse, with the line they print."""
