@@ -197,9 +197,14 @@ def build_ray_cluster_spec(job: FineTuneJob, runtime: TrainingRuntime) -> dict[s
     }
 
 
-def initial_suspend(job: FineTuneJob) -> bool:
+def kueue_queue(job: FineTuneJob, runtime: TrainingRuntime) -> str | None:
+    """The Kueue LocalQueue of the job's RayJob: the job's own `queueName`, else its runtime's."""
+    return job.spec.queue_name or runtime.queue_name
+
+
+def initial_suspend(job: FineTuneJob, runtime: TrainingRuntime) -> bool:
     """`spec.suspend` of a new RayJob. Kueue admits queued jobs by un-suspending them."""
-    return job.spec.suspend or job.spec.queue_name is not None
+    return job.spec.suspend or kueue_queue(job, runtime) is not None
 
 
 def build_rayjob(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, Any]:
@@ -210,15 +215,16 @@ def build_rayjob(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, Any]:
         JOB_NAME_LABEL: job.metadata.name,
         JOB_UID_LABEL: job.metadata.uid or "",
     }
-    if spec.queue_name:
-        labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    queue = kueue_queue(job, runtime)
+    if queue:
+        labels[KUEUE_QUEUE_LABEL] = queue
     rayjob_spec: dict[str, Any] = {
         "entrypoint": build_entrypoint(trainer_job_manifest(job)),
         "metadata": {"tuneforge.io/job-name": job.metadata.name},
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
         "backoffLimit": spec.backoff_limit,
-        "suspend": initial_suspend(job),
+        "suspend": initial_suspend(job, runtime),
         "rayClusterSpec": build_ray_cluster_spec(job, runtime),
     }
     if spec.active_deadline_seconds is not None:

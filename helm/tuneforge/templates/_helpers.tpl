@@ -50,6 +50,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
+{{/* Labels that select the serving RayService's pods (head and GPU workers). */}}
+{{- define "tuneforge.servingSelectorLabels" -}}
+{{ include "tuneforge.selectorLabels" . }}
+app.kubernetes.io/component: serving
+{{- end -}}
+
 {{/* The operator's ServiceAccount name. */}}
 {{- define "tuneforge.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
@@ -263,8 +269,18 @@ Called with (dict "root" $ "name" $name "runtime" $runtime).
 {{- fail (printf "serving.app.autoscaling.maxReplicas (%v) x serving.app.numGpus (%v) needs more GPUs than serving.gpuWorkers.maxReplicas (%v) x gpusPerWorker (%v) provide: raise gpuWorkers.maxReplicas or lower autoscaling.maxReplicas" $app.autoscaling.maxReplicas $app.numGpus $w.maxReplicas $w.gpusPerWorker) -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.serving.enabled (gt (int .Values.serving.app.limits.maxAdaptersPerRequest) (int .Values.serving.app.adapterLruSize)) -}}
-{{- fail "serving.app.limits.maxAdaptersPerRequest exceeds serving.app.adapterLruSize: a request's adapters must all fit in the pipeline at once" -}}
+{{- $app := .Values.serving.app -}}
+{{- if and .Values.serving.enabled (not (kindIs "invalid" $app.limits.maxAdaptersPerRequest)) (gt (int $app.limits.maxAdaptersPerRequest) (int $app.adapterLruSize)) -}}
+{{- fail (printf "serving.app.limits.maxAdaptersPerRequest (%v) exceeds serving.app.adapterLruSize (%v): a request's adapters must all fit in the pipeline at once; lower maxAdaptersPerRequest, raise adapterLruSize, or leave maxAdaptersPerRequest unset (null) to follow adapterLruSize" $app.limits.maxAdaptersPerRequest $app.adapterLruSize) -}}
+{{- end -}}
+{{- if and .Values.serving.serviceAccount.annotations (not .Values.serving.serviceAccount.create) -}}
+{{- fail "serving.serviceAccount.annotations are set but serving.serviceAccount.create is false: annotate your own ServiceAccount, or let the chart create it" -}}
+{{- end -}}
+{{- if and .Values.serving.enabled .Values.serving.ingress.enabled (not .Values.serving.ingress.hosts) -}}
+{{- fail "serving.ingress.hosts is empty: name at least one host (and its paths) for the serving Ingress" -}}
+{{- end -}}
+{{- if and .Values.serving.enabled .Values.serving.httpRoute.enabled (not .Values.serving.httpRoute.parentRefs) -}}
+{{- fail "serving.httpRoute.parentRefs is empty: name the Gateway the route attaches to (name, namespace)" -}}
 {{- end -}}
 {{- if and (gt (int .Values.serving.gpuWorkers.minReplicas) (int .Values.serving.gpuWorkers.maxReplicas)) .Values.serving.enabled -}}
 {{- fail "serving.gpuWorkers.minReplicas must be <= serving.gpuWorkers.maxReplicas" -}}

@@ -1,11 +1,26 @@
 {{/* Shared pieces of the serving RayService's pods. */}}
 
 {{- define "tuneforge.rayContainerSecurityContext" -}}
-allowPrivilegeEscalation: false
-runAsNonRoot: true
-capabilities:
-  drop:
-    - ALL
+{{- toYaml .Values.serving.securityContext -}}
+{{- end -}}
+
+{{/*
+Pod metadata of a Ray pod; called with (dict "root" $ "role" "head" or "worker"). The
+`tuneforge.io/ray-node-type` label selects the GPU workers for the PodDisruptionBudget.
+*/}}
+{{- define "tuneforge.rayPodMetadata" -}}
+{{- $s := .root.Values.serving -}}
+labels:
+  {{- include "tuneforge.labels" .root | nindent 2 }}
+  app.kubernetes.io/component: serving
+  tuneforge.io/ray-node-type: {{ .role }}
+  {{- with $s.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $s.podAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level spec of a Ray pod; called with (dict "root" $ "group" <head or gpuWorkers>). */}}
@@ -14,13 +29,15 @@ capabilities:
 serviceAccountName: {{ include "tuneforge.servingServiceAccountName" $root }}
 automountServiceAccountToken: false
 {{- include "tuneforge.imagePullSecrets" $root }}
+{{- with $root.Values.serving.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 securityContext:
-  runAsNonRoot: true
-  runAsUser: 1000
-  runAsGroup: 1000
-  fsGroup: 1000
-  seccompProfile:
-    type: RuntimeDefault
+  {{- toYaml $root.Values.serving.podSecurityContext | nindent 2 }}
+{{- with .group.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .group.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

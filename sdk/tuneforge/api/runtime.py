@@ -129,6 +129,9 @@ class TrainingRuntime(ApiModel):
     """Extra labels on the Ray pods."""
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations on the Ray pods."""
+    queue_name: str | None = Field(default=None, pattern=_NAME, max_length=63)
+    """Kueue LocalQueue of this runtime's jobs that name no `spec.queueName` of their own: their
+    RayJob is created suspended with the `kueue.x-k8s.io/queue-name` label, like a queued job."""
 
     @field_validator("env")
     @classmethod

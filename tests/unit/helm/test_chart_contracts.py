@@ -86,6 +86,21 @@ def test_runtimes_mount_a_model_cache_the_chart_documents(chart: Path) -> None:
     assert set(defaults["modelCache"]["properties"]) == _aliases(ModelCache)
 
 
+def test_a_runtime_names_its_default_kueue_queue(chart: Path) -> None:
+    from tests.unit.operator.helpers import job
+    from tuneforge_operator.builder import KUEUE_QUEUE_LABEL, build_rayjob
+
+    values = {"runtimes": {"default": {}, "queued": {"queueName": "gpu-queue"}}}
+    runtimes = _runtimes(render(chart, values))
+    assert runtimes["default"].queue_name is None
+    assert runtimes["queued"].queue_name == "gpu-queue"
+    rayjob = build_rayjob(job(), runtimes["queued"])
+    assert rayjob["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "gpu-queue"
+    assert rayjob["spec"]["suspend"] is True
+    result = template(chart, {"runtimes": {"default": {"queueName": "GPU_Queue"}}})
+    assert result.returncode != 0 and "queueName" in result.output, result.output
+
+
 def test_a_runtime_with_two_cache_volumes_fails_the_install(chart: Path) -> None:
     cache = {"persistentVolumeClaim": "sd-models", "hostPath": "/mnt/sd"}
     result = template(chart, {"runtimes": {"default": {"modelCache": cache}}})
@@ -154,9 +169,12 @@ def test_serving_values_have_only_serving_config_fields() -> None:
         LimitsConfig,
         ServingConfig,
     )
+    from tuneforge_serving.mixed.config import MixedBatchingConfig
 
     app = SCHEMA["properties"]["serving"]["properties"]["app"]["properties"]
-    assert set(app) <= _aliases(ServingConfig)
+    # `auth` is set by the chart from `serving.auth` (a Secret), never as an app arg.
+    assert set(app) == _aliases(ServingConfig) - {"auth"}
+    assert set(app["mixedBatching"]["properties"]) == _aliases(MixedBatchingConfig)
     assert set(app["limits"]["properties"]) == _aliases(LimitsConfig)
     assert set(app["hotswap"]["properties"]) == _aliases(HotswapConfig)
     assert set(app["autoscaling"]["properties"]) == _aliases(AutoscalingConfig)

@@ -7,8 +7,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from tests.unit.helm.helmchart import chart_dependencies, lint, render
+from tests.unit.helm.helmchart import CHART_DIR, lint, render
 from tests.unit.helm.variants import VARIANTS
 
 # The oldest and newest Kubernetes versions kubernetes-validate ships schemas for.
@@ -72,29 +73,23 @@ def test_full_name_rules(chart: Path) -> None:
     assert {"tf-operator", "tf-runtimes"} <= names
 
 
-def test_dependencies_are_optional_and_off_by_default() -> None:
-    dependencies = {d["name"]: d for d in chart_dependencies()}
-    assert set(dependencies) == {"kuberay-operator", "minio", "mlflow"}
-    for name, dependency in dependencies.items():
-        assert dependency["condition"] == f"{name}.enabled"
-        assert dependency["repository"].startswith("https://")
-    assert "ray-project.github.io/kuberay-helm" in dependencies["kuberay-operator"]["repository"]
-    assert not any(VARIANTS["defaults"].get(name, {}).get("enabled") for name in dependencies)
+def test_chart_has_no_dependencies_to_fetch() -> None:
+    """KubeRay, MinIO and MLflow are separate releases (docs/install.md): nothing to fetch."""
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert not chart.get("dependencies"), "declared dependencies break lint on a fresh checkout"
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert not {"kuberay-operator", "minio", "mlflow"} & set(values)
 
 
-def test_dependency_conditions_switch_the_subcharts(tmp_path: Path, helm_bin: str) -> None:
-    from tests.unit.helm.helmchart import chart_copy
-
-    del helm_bin
-    marker = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stand-in-{}\n"
-    chart = chart_copy(
-        tmp_path,
-        {name: marker.format(name) for name in ("kuberay-operator", "minio", "mlflow")},
-    )
-    off = {d["metadata"]["name"] for d in render(chart)}
-    assert not any(name.startswith("stand-in-") for name in off)
-    on = {d["metadata"]["name"] for d in render(chart, {"minio": {"enabled": True, "mode": "x"}})}
-    assert "stand-in-minio" in on and "stand-in-mlflow" not in on
+def test_lint_strict_passes_on_a_fresh_checkout_with_mixed_batching(chart: Path) -> None:
+    """The issue's bar: the checkout as cloned (no `helm dependency update`) lints strictly."""
+    assert not (chart / "charts").exists() and not (chart / "Chart.lock").exists()
+    values = {"serving": {"enabled": True, "app": {"mixedBatching": {"enabled": True}}}}
+    result = lint(chart, values)
+    assert result.returncode == 0, result.output
+    assert "[WARNING]" not in result.output and "1 chart(s) linted, 0 chart(s) failed" in (
+        result.output
+    ), result.output
 
 
 def _notes(chart: Path, values: dict[str, Any]) -> str:

@@ -119,6 +119,22 @@ def test_queued_jobs_are_created_suspended_for_kueue() -> None:
     assert manifest["spec"]["suspend"] is True
 
 
+def test_a_runtime_default_queue_applies_to_jobs_without_their_own() -> None:
+    queued = runtime(queueName="gpu-queue")
+    manifest = build_rayjob(job(), queued)
+    assert manifest["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "gpu-queue"
+    assert manifest["spec"]["suspend"] is True, "Kueue admits a queued RayJob by un-suspending it"
+    own = build_rayjob(job(queueName="team-a-queue"), queued)
+    assert own["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-a-queue"
+    unqueued = build_rayjob(job(), runtime())
+    assert unqueued["spec"]["suspend"] is False
+
+
+def test_a_runtime_queue_name_must_be_a_kubernetes_name() -> None:
+    with pytest.raises(ValueError, match="queueName|queue_name"):
+        runtime(queueName="Team_A")
+
+
 @pytest.mark.parametrize("length", [1, 47, 48, 63])
 def test_rayjob_name_fits_kuberay_limit(length: int) -> None:
     name = ("a" * (length - 1) + "b")[:length]

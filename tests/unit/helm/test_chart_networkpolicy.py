@@ -1,0 +1,87 @@
+"""NetworkPolicies: on by default, ingress only, each port open only to the peers that need it,
+extendable by values, and off with one switch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.unit.helm.helmchart import find, one, render
+
+SERVING = {"serving": {"enabled": True}}
+
+
+def _rules_by_port(policy: dict[str, Any]) -> dict[int | None, list[Any] | None]:
+    """Port -> its `from` peers (None: from anywhere); key None for an all-ports rule."""
+    rules: dict[int | None, list[Any] | None] = {}
+    for rule in policy["spec"]["ingress"]:
+        for port in rule.get("ports") or [{"port": None}]:
+            rules[port["port"]] = rule.get("from")
+    return rules
+
+
+def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    return policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_operator_policy_opens_health_and_metrics_only(chart: Path) -> None:
+    docs = render(chart)
+    policy = one(docs, "NetworkPolicy", "-operator")
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress must stay open"
+    pod_labels = one(docs, "Deployment", "-operator")["spec"]["template"]["metadata"]["labels"]
+    assert _selects(policy, pod_labels)
+    assert _rules_by_port(policy) == {
+        8081: [{"podSelector": {}}],
+        8080: [{"namespaceSelector": {}}],
+    }
+    assert not find(docs, "NetworkPolicy", "-serving"), "serving is off"
+
+
+def test_serving_policy_keeps_ray_ports_inside_the_release(chart: Path) -> None:
+    docs = render(chart, SERVING, release="tf")
+    policy = one(docs, "NetworkPolicy", "-serving")
+    cluster = one(docs, "RayService")["spec"]["rayClusterConfig"]
+    for template in (cluster["headGroupSpec"], cluster["workerGroupSpecs"][0]):
+        assert _selects(policy, template["template"]["metadata"]["labels"])
+    rules = _rules_by_port(policy)
+    own = rules[None]
+    assert (
+        own and own[0]["podSelector"]["matchLabels"] == policy["spec"]["podSelector"]["matchLabels"]
+    )
+    assert rules[8000] is None, "the API is open to clients (it has bearer auth)"
+    assert rules[8080] == [{"namespaceSelector": {}}]
+    kuberay = {"app.kubernetes.io/name": "kuberay-operator"}
+    assert rules[8265] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": kuberay}}]
+    assert set(rules) == {None, 8000, 8080, 8265}, "GCS 6379 / client 10001 stay closed"
+
+
+def test_policies_take_narrower_peers_and_extra_rules(chart: Path) -> None:
+    monitoring = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    extra = {
+        "ports": [{"port": 9443, "protocol": "TCP"}],
+        "from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+    }
+    values = {
+        **SERVING,
+        "networkPolicy": {
+            "metricsFrom": monitoring,
+            "operator": {"extraIngress": [extra]},
+            "serving": {"apiFrom": monitoring, "extraIngress": [extra]},
+        },
+    }
+    docs = render(chart, values)
+    operator = _rules_by_port(one(docs, "NetworkPolicy", "-operator"))
+    serving = _rules_by_port(one(docs, "NetworkPolicy", "-serving"))
+    assert operator[8080] == monitoring and operator[9443] == extra["from"]
+    assert serving[8000] == monitoring and serving[8080] == monitoring
+    assert serving[9443] == extra["from"]
+
+
+def test_metrics_off_closes_the_operator_metrics_port(chart: Path) -> None:
+    policy = one(render(chart, {"metrics": {"enabled": False}}), "NetworkPolicy", "-operator")
+    assert set(_rules_by_port(policy)) == {8081}
+
+
+def test_one_switch_turns_them_off(chart: Path) -> None:
+    docs = render(chart, {**SERVING, "networkPolicy": {"enabled": False}})
+    assert not find(docs, "NetworkPolicy")
