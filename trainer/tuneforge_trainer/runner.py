@@ -16,6 +16,7 @@ from typing import Any
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
+from tuneforge.sigterm import raise_on_sigterm
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
 from tuneforge_trainer.distributed import build_trainer, connect_ray, fit, storage_for
 from tuneforge_trainer.export import read_manifest
@@ -92,13 +93,22 @@ def run_job(
         threads=resources.cpus_per_worker,
         zero_stage=trainer_settings.deepspeed_zero_stage,
     )
-    connect_ray(settings, resources.workers * resources.cpus_per_worker)
+    started_ray = connect_ray(settings, resources.workers * resources.cpus_per_worker)
+    if started_ray:  # ray.init made SIGTERM abort; stop as Ctrl-C does instead
+        raise_on_sigterm()
     storage_path, filesystem = storage_for(checkpoint_uri, settings)
     trainer = build_trainer(
         job, plan, storage_path, filesystem, trainer_settings.trainer_max_failures, callbacks
     )
     try:
         result = fit(trainer)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers and the Ray started here
+        tracker.finish("KILLED")
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        raise
     except Exception:
         tracker.finish("FAILED")
         raise

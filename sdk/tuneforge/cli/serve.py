@@ -8,10 +8,15 @@ from typing import Any
 
 import typer
 import yaml
+from pydantic.alias_generators import to_snake
 
+from tuneforge import sigterm
 from tuneforge.cli.jobs import err, handle_errors, out
 from tuneforge.client.generate import AdapterSelection, generate_png
 from tuneforge.settings import Settings
+
+SERVING_CONFIG = "tuneforge_serving.config:ServingConfig"
+"""The serving app's config model, loaded by import path (the SDK never imports serving)."""
 
 
 def serve(
@@ -22,44 +27,89 @@ def serve(
         "[default: TUNEFORGE_SERVING_BASE_MODEL].",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="YAML file of serving settings (build_app args); flags win."
+        None,
+        "--config",
+        help="YAML file of serving settings (build_app args, camelCase or snake_case); flags win.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
 ) -> None:
-    """Serve registered adapters with Ray Serve here until Ctrl-C (POST /v1/generate)."""
-    from tuneforge.embedded.serving import serving_config, start_serving
+    """Serve registered adapters with Ray Serve here until Ctrl-C or SIGTERM (POST /v1/generate)."""
+    from tuneforge.embedded.serving import start_serving
 
     settings = Settings()
-    extra: dict[str, Any] = {}
-    if config is not None:
-        loaded = yaml.safe_load(config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config}: expected a mapping of serving settings")
-        extra.update(loaded)
-    model = (
-        base_model
-        or extra.pop("base_model", None)
-        or extra.pop("baseModel", None)
-        or settings.serving_base_model
-    )
-    if not model:
-        raise ValueError(
-            "no base model: pass --base-model PATH (the model the adapters were trained on) "
-            "or set base_model in --config"
-        )
-    err.print(f"starting Ray Serve with {model} (first start takes a minute)…")
-    handle = start_serving(
-        settings, serving_config(settings, str(model), **extra), host=host, port=port
-    )
+    args = serving_args(settings, base_model, config)
+    err.print(f"starting Ray Serve with {args['base_model']} (first start takes a minute)…")
+    handle = start_serving(settings, args, host=host, port=port)
+    # ray.init replaced SIGTERM's handler with one that aborts: stop as Ctrl-C does instead.
+    sigterm.raise_on_sigterm()
     out.print(f"serving at {handle.url}  (POST {handle.url}/v1/generate; Ctrl-C stops)")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        err.print("stopping…")
+        err.print("stopping (SIGTERM)…" if sigterm.received() else "stopping…")
     finally:
         handle.stop()
+
+
+def serving_args(settings: Settings, base_model: str | None, config: Path | None) -> dict[str, Any]:
+    """`build_app` args from --config, --base-model and settings, validated before Ray starts.
+
+    The config's top-level keys may be camelCase (as docs/serving.md writes them) or
+    snake_case; ValueError naming the file and each wrong setting otherwise.
+    """
+    from tuneforge.embedded.serving import serving_config
+
+    loaded: dict[str, Any] = {}
+    if config is not None:
+        loaded = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config}: expected a mapping of serving settings")
+    extra = _snake_case_keys(loaded, config)
+    model = base_model or extra.pop("base_model", None) or settings.serving_base_model
+    if not model:
+        raise ValueError(
+            "no base model: pass --base-model PATH (the model the adapters were trained on) "
+            "or set baseModel in --config"
+        )
+    extra.pop("base_model", None)
+    args = serving_config(settings, str(model), **extra)
+    _validate(args, config, {to_snake(str(key)): str(key) for key in loaded})
+    return args
+
+
+def _snake_case_keys(loaded: dict[str, Any], config: Path | None) -> dict[str, Any]:
+    """Top-level keys in snake_case; ValueError when one setting is given in both forms."""
+    result: dict[str, Any] = {}
+    for key, value in loaded.items():
+        name = to_snake(str(key))
+        if name in result:
+            raise ValueError(f"{config}: {key!r} is given twice (as camelCase and snake_case)")
+        result[name] = value
+    return result
+
+
+def _validate(args: dict[str, Any], config: Path | None, given: dict[str, str]) -> None:
+    """ValueError listing each invalid setting (as the file names it) and pydantic's reason."""
+    from pydantic import ValidationError
+
+    from tuneforge.embedded.serving import load_by_import_path
+
+    serving_config_model = load_by_import_path(SERVING_CONFIG)
+    try:
+        serving_config_model.model_validate(args)
+    except ValidationError as error:
+        lines = [f"  {_field(p['loc'], given)}: {p['msg']}" for p in error.errors()]
+        source = str(config) if config is not None else "serving settings"
+        raise ValueError(f"{source}: invalid serving config:\n" + "\n".join(lines)) from None
+
+
+def _field(loc: tuple[Any, ...], given: dict[str, str]) -> str:
+    """A pydantic error location as the config file wrote it (`cacheDir`, `limits.maxWidth`)."""
+    if not loc:
+        return "(the config as a whole)"
+    return ".".join([given.get(str(loc[0]), str(loc[0])), *(str(part) for part in loc[1:])])
 
 
 def generate(
