@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.unit.helm.helmchart import find, one, render
+from tests.unit.helm.helmchart import chart_copy, find, one, render
 
 SERVING = {"serving": {"enabled": True}}
 
@@ -85,3 +85,26 @@ def test_metrics_off_closes_the_operator_metrics_port(chart: Path) -> None:
 def test_one_switch_turns_them_off(chart: Path) -> None:
     docs = render(chart, {**SERVING, "networkPolicy": {"enabled": False}})
     assert not find(docs, "NetworkPolicy")
+
+
+def test_a_webhook_port_on_the_operator_is_opened_for_the_apiserver(
+    tmp_path: Path, helm_bin: str
+) -> None:
+    """When the operator container declares a port named `webhook` (the admission webhook),
+    the policy opens it (the kube-apiserver calls it from outside the pod network)."""
+    del helm_bin
+    chart = chart_copy(tmp_path)
+    deployment = chart / "templates" / "deployment.yaml"
+    health = "            - name: health\n"
+    assert health in deployment.read_text()
+    deployment.write_text(
+        deployment.read_text().replace(
+            health, "            - name: webhook\n              containerPort: 9443\n" + health
+        )
+    )
+    policy = one(render(chart), "NetworkPolicy", "-operator")
+    assert _rules_by_port(policy)[9443] is None
+    control_plane = [{"ipBlock": {"cidr": "172.16.0.0/28"}}]
+    values = {"networkPolicy": {"operator": {"webhookFrom": control_plane}}}
+    policy = one(render(chart, values), "NetworkPolicy", "-operator")
+    assert _rules_by_port(policy)[9443] == control_plane

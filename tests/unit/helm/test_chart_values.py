@@ -22,7 +22,7 @@ OPEN_OBJECTS = {"/global": "Helm's global values (Helm always passes them)"}
 PASSTHROUGH = re.compile(
     r"/(nodeAffinity|podAffinity|podAntiAffinity|seLinuxOptions|appArmorProfile|valueFrom)$"
     r"|/topologySpreadConstraints/items$"
-    r"|/(metricsFrom|healthFrom|apiFrom|dashboardFrom|extraIngress)/items$"
+    r"|/(metricsFrom|healthFrom|webhookFrom|apiFrom|dashboardFrom|extraIngress)/items$"
 )
 
 
