@@ -20,9 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from safetensors import safe_open
 
-from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterManifest, AdapterRef
+from tuneforge.contract import (
+    ADAPTER_MANIFEST,
+    LORA_WEIGHTS,
+    TI_EMBEDDINGS,
+    AdapterManifest,
+    AdapterRef,
+)
 from tuneforge_serving.embedding_slots import StagedEmbeddings
-from tuneforge_serving.errors import AdapterRejected, LimitExceeded, Unavailable
+from tuneforge_serving.errors import AdapterRejected, LimitExceeded, Unavailable, hide_cause
 from tuneforge_serving.jobs import pinned_ref
 from tuneforge_serving.lora_format import StagedLora, read_lora_file
 from tuneforge_serving.manifest_check import check_embeddings, check_lora
@@ -113,8 +119,9 @@ def load_staged(
     name = str(key)
     if manifest.base_model_fingerprint and manifest.base_model_fingerprint != fingerprint:
         raise AdapterRejected(
-            f"adapter {name} was trained on base model {manifest.base_model!r} (fingerprint "
-            f"{manifest.base_model_fingerprint}); this server runs fingerprint {fingerprint}"
+            f"adapter {name} was trained on another base model (fingerprint "
+            f"{manifest.base_model_fingerprint}) than this server runs ({fingerprint}); "
+            "use an adapter trained on this server's base model"
         )
     unsafe = [f for f in manifest.files if not f.endswith(".safetensors")]
     if unsafe:
@@ -174,9 +181,15 @@ class AdapterStore:
         try:
             fetched = self.source.fetch(resolved, self.cache_dir / "adapters")
         except UnsafeArtifactError as error:
-            raise AdapterRejected(f"adapter {key}: {error}") from error
-        except TuneForgeError as error:
-            raise Unavailable(f"adapter {key} could not be fetched: {error}") from error
+            rejected = AdapterRejected(
+                f"adapter {key} cannot be served: its artifacts hold files other than "
+                f"*.safetensors and {ADAPTER_MANIFEST}, which are never loaded; ask for "
+                "another version"
+            )
+            raise hide_cause(rejected, error) from error
+        except TuneForgeError as error:  # storage or registry down; details name their address
+            unavailable = Unavailable(f"adapter {key} could not be fetched now; retry later")
+            raise hide_cause(unavailable, error) from error
         return Path(fetched.path), fetched.manifest
 
     def get(self, resolved: Any) -> StagedAdapter:

@@ -22,7 +22,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from tuneforge.contract import AdapterRef
 from tuneforge_serving.backends import ModelBackend
 from tuneforge_serving.config import ServingConfig
-from tuneforge_serving.errors import LimitExceeded, Overloaded, ServingError, Unavailable
+from tuneforge_serving.errors import (
+    LimitExceeded,
+    Overloaded,
+    ServingError,
+    Unavailable,
+    hide_cause,
+)
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 from tuneforge_serving.metrics import ApiMetrics
 from tuneforge_serving.resolver import AdapterResolver
@@ -159,7 +165,11 @@ class ApiService:
 
     async def list_adapters(self, model: str | None) -> AdapterList:
         """Registered adapters, with the versions attached on the answering replica."""
-        entries = await asyncio.to_thread(self.registry.list_adapters)
+        try:
+            entries = await asyncio.to_thread(self.registry.list_adapters)
+        except Exception as error:  # noqa: BLE001 - registry down: 503, its address logged only
+            unavailable = Unavailable("the adapter registry did not answer; retry later")
+            raise hide_cause(unavailable, error) from error
         attached = await self.backend(model).attached()
         loaded: dict[str, list[int]] = {}
         for ref in attached:

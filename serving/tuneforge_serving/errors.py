@@ -2,11 +2,20 @@
 
 They cross the Ray boundary as plain data (`ErrorInfo`), so a model replica never needs
 to raise through Serve (which would turn them into 500s).
+
+A `detail` is written for the API's caller: said once, saying what the caller can change,
+and never naming the server's internals (MLflow or S3 addresses, local paths, CLI
+commands). The registry's own errors carry those for operators; `hide_cause` logs them on
+the server and answers with the caller's message instead.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 
 class ServingError(Exception):
@@ -21,6 +30,9 @@ class ServingError(Exception):
     def info(self) -> ErrorInfo:
         """This error as picklable data."""
         return ErrorInfo(status=self.status, detail=self.detail, kind=type(self).__name__)
+
+
+_E = TypeVar("_E", bound=ServingError)
 
 
 class AdapterUnknown(ServingError):
@@ -58,6 +70,12 @@ class TimedOut(ServingError):
     """The request ran past `request_timeout_s`."""
 
     status = 504
+
+
+def hide_cause(error: _E, cause: BaseException) -> _E:
+    """`error` for the caller; `cause` (which may name internal addresses) logged here only."""
+    log.warning("%s (%s: %s)", error.detail, type(cause).__name__, cause)
+    return error
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,25 @@ from typing import Any
 
 from tuneforge.contract import AdapterRef
 from tuneforge.errors import AdapterNotFoundError, UnsafeArtifactError
-from tuneforge_serving.errors import AdapterRejected, AdapterUnknown, Unavailable
+from tuneforge_serving.errors import (
+    AdapterRejected,
+    AdapterUnknown,
+    Unavailable,
+    hide_cause,
+)
+
+LIST_HINT = "GET /v1/adapters lists the adapters this server can serve"
+
+
+def not_found_detail(reference: AdapterRef) -> str:
+    """The caller's 404 message: what is missing, and where to look (no registry address)."""
+    if reference.alias is not None:
+        missing = f"no registered model {reference.name!r} with alias {reference.alias!r}"
+    elif reference.version is not None:
+        missing = f"no registered model {reference.name!r} with version {reference.version}"
+    else:
+        missing = f"no registered model {reference.name!r} with any version"
+    return f"adapter '{reference}' not found: {missing}; {LIST_HINT}"
 
 
 class AdapterResolver:
@@ -25,22 +43,31 @@ class AdapterResolver:
         self._cache: dict[AdapterRef, tuple[float, Any]] = {}
 
     def resolve_now(self, reference: AdapterRef) -> Any:
-        """Blocking resolve; AdapterUnknown (404) naming the reference when it does not exist."""
+        """Blocking resolve; AdapterUnknown (404) naming the reference when it does not exist.
+
+        The registry's errors name its address and CLI commands: they are logged here, and
+        the caller gets a message of its own (errors.hide_cause).
+        """
         now = time.monotonic()
         cached = self._cache.get(reference)
         if cached is not None and (reference.pinned or now - cached[0] < self.ttl_s):
             return cached[1]
         try:
             resolved = self.registry.resolve(reference)
-        except AdapterNotFoundError as error:
-            raise AdapterUnknown(f"adapter '{reference}' not found: {error}") from error
+        except (AdapterNotFoundError, ValueError) as error:  # ValueError: a name it cannot read
+            raise hide_cause(AdapterUnknown(not_found_detail(reference)), error) from error
         except UnsafeArtifactError as error:
-            raise AdapterRejected(f"adapter '{reference}': {error}") from error
-        except ValueError as error:  # a reference the registry cannot read
-            raise AdapterUnknown(f"adapter '{reference}': {error}") from error
+            raise AdapterRejected(
+                f"adapter '{reference}' cannot be served: its files are not safetensors; "
+                "ask for another version"
+            ) from error
         except Exception as error:  # noqa: BLE001 - registry down: 503, not 500
-            raise Unavailable(
-                f"adapter registry unavailable while resolving '{reference}': {error}"
+            raise hide_cause(
+                Unavailable(
+                    f"the adapter registry did not answer while resolving '{reference}'; "
+                    "retry later"
+                ),
+                error,
             ) from error
         self._cache[reference] = (now, resolved)
         return resolved
