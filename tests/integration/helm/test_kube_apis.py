@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from tests.fixtures.kube import KubeCluster
-from tests.integration.helm.apply import create
+from tests.integration.helm.apply import create, too_new_for_the_test_apiserver
 from tests.integration.helm.test_rayservice_kuberay import missing_paths
 from tests.unit.helm.helmchart import find, one, render
-from tests.unit.helm.test_kube_version import APIS, served_in
+from tests.unit.helm.kubeapis import APIS, TEST_APISERVER, served_in
 from tests.unit.helm.variants import ENDPOINTS
 
 pytestmark = pytest.mark.integration
-SERVER = (1, 20)
+SERVER = TEST_APISERVER
 
 
 def _discovered(kube: KubeCluster, api: str) -> bool:
@@ -87,3 +87,12 @@ def test_networking_objects_are_accepted_with_nothing_pruned(
                     {k: v for k, v in doc[field].items() if k != "namespace"}, got[field]
                 )
                 assert not pruned, f"{doc['kind']}/{doc['metadata']['name']}: {pruned}"
+
+
+def test_install_leaves_out_only_what_1_20_cannot_serve(chart: Path) -> None:
+    """The chart's install on the test apiserver skips the PodDisruptionBudgets, nothing else."""
+    values = {**ENDPOINTS, "operator": {"replicas": 2}, "serving": {"enabled": True}}
+    docs = render(chart, values)
+    skipped = sorted(d["metadata"]["name"] for d in docs if too_new_for_the_test_apiserver(d))
+    assert skipped == ["tf-tuneforge-operator", "tf-tuneforge-serving"]
+    assert {d["kind"] for d in docs if too_new_for_the_test_apiserver(d)} == {"PodDisruptionBudget"}

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from tests.unit.helm.helmchart import CHART_DIR, REPO_ROOT, render, template
+from tests.unit.helm.kubeapis import APIS, api_of, minor, served_in
 from tests.unit.helm.variants import ENDPOINTS, VARIANTS
 
-APIS = yaml.safe_load((Path(__file__).parent / "fixtures" / "kube_apis.yaml").read_text())
 EVERYTHING_ON: dict[str, Any] = {
     **ENDPOINTS,
     "operator": {"replicas": 2},
@@ -31,20 +31,6 @@ EVERYTHING_ON: dict[str, Any] = {
 }
 
 
-def minor(version: str) -> tuple[int, int]:
-    """(major, minor) of `1.21`, `v1.21.3` or `>=1.21.0-0`."""
-    match = re.search(r"(\d+)\.(\d+)", version)
-    assert match, f"no version in {version!r}"
-    return int(match.group(1)), int(match.group(2))
-
-
-def served_in(api: str, version: tuple[int, int]) -> bool:
-    """Whether Kubernetes `version` serves this built-in `group/version/Kind`."""
-    entry = APIS["builtin"][api]
-    removed = entry.get("removed")
-    return minor(entry["since"]) <= version and (removed is None or version < minor(removed))
-
-
 def chart_minimum() -> tuple[int, int]:
     """The chart's one minimum: the lower bound of Chart.yaml's `kubeVersion`."""
     constraint = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["kubeVersion"]
@@ -52,10 +38,6 @@ def chart_minimum() -> tuple[int, int]:
         f"kubeVersion {constraint!r}: state one lower bound (>=X.Y.Z-0) and nothing else"
     )
     return minor(constraint)
-
-
-def api_of(doc: dict[str, Any]) -> str:
-    return f"{doc['apiVersion']}/{doc['kind']}"
 
 
 def test_minimum_is_1_21_because_of_policy_v1() -> None:
