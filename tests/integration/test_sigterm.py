@@ -1,4 +1,5 @@
-"""SIGTERM (how Kubernetes stops a pod) ends `tuneforge serve` and the trainer cleanly.
+"""SIGTERM (how Kubernetes stops a pod) ends `tuneforge serve`, the trainer and the operator
+cleanly.
 
 Each test starts the real process in its own session on the tiny model, waits until it is
 serving or training, sends SIGTERM to that one PID and asserts: it exits within the pod's
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -160,5 +162,20 @@ def test_sigterm_stops_the_trainer_ray_train_and_its_ray(
         code, took_s = proc.terminate_and_wait()
         _assert_clean_stop(proc, code, took_s, expected=143)
         assert "stopped by SIGTERM" in proc.output()
+    finally:
+        proc.kill_leftovers()
+
+
+def test_sigterm_stops_the_operator(kube: Any, kube_namespace: str, tmp_path: Path) -> None:
+    from tests.integration.operator.harness import OperatorProcess, install_runtimes
+
+    install_runtimes(kube, kube_namespace)
+    operator = OperatorProcess(kube, kube_namespace, tmp_path)
+    command = [sys.executable, "-m", "tuneforge_operator"]
+    proc = Started(command, tmp_path / "operator.log", operator.env())
+    try:
+        proc.wait_for(lambda: http_ok(operator.liveness_url), "live")
+        code, took_s = proc.terminate_and_wait()
+        _assert_clean_stop(proc, code, took_s, expected=0)
     finally:
         proc.kill_leftovers()
