@@ -29,7 +29,12 @@ from tuneforge.api.status_rules import (
     events_for,
     wire,
 )
-from tuneforge_operator.builder import build_rayjob, changed_immutable_fields, rayjob_name
+from tuneforge_operator.builder import (
+    KUEUE_QUEUE_LABEL,
+    build_rayjob,
+    changed_immutable_fields,
+    rayjob_name,
+)
 from tuneforge_operator.entrypoint import parse_entrypoint
 from tuneforge_operator.kubeapi import (
     AlreadyExists,
@@ -311,8 +316,10 @@ class Reconciler:
         rayjob: dict[str, Any],
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> dict[str, Any]:
-        if job.spec.queue_name is not None:
-            return rayjob  # Kueue owns `suspend` of queued RayJobs.
+        labels = rayjob.get("metadata", {}).get("labels") or {}
+        if KUEUE_QUEUE_LABEL in labels:
+            # Kueue owns `suspend` of queued RayJobs (the job's queue or its runtime's default).
+            return rayjob
         if bool(rayjob.get("spec", {}).get("suspend", False)) == job.spec.suspend:
             return rayjob
         name = rayjob["metadata"]["name"]

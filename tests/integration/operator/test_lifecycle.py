@@ -226,6 +226,23 @@ def test_suspend_resume_and_immutable_fields(
     assert get_rayjob(kube, kube_namespace, "pausable")["spec"]["entrypoint"] == entrypoint
 
 
+def test_a_job_queued_by_its_runtime_stays_suspended_for_kueue(
+    kube: KubeCluster, kube_namespace: str, start_operator: StartOperator
+) -> None:
+    """No `queueName` on the job, but its runtime names a Kueue queue: Kueue, not the
+    operator, lifts the suspension (an operator resume would bypass the queue)."""
+    from tuneforge_operator.builder import KUEUE_QUEUE_LABEL
+
+    queued = TEST_RUNTIME.model_copy(update={"queue_name": "team-a"})
+    start_operator(kube_namespace, runtimes=False)
+    install_runtimes(kube, kube_namespace, {"default": TEST_RUNTIME, "queued": queued})
+    create_job(kube, kube_namespace, job_manifest("by-runtime", runtime="queued"))
+    wait_for_condition(kube, kube_namespace, "by-runtime", "RayJobCreated")
+    rayjob = get_rayjob(kube, kube_namespace, "by-runtime")
+    assert rayjob["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-a"
+    assert rayjob["spec"]["suspend"] is True, "the operator resumed a job Kueue has not admitted"
+
+
 def test_deleting_the_job_garbage_collects_its_rayjob(
     kube: KubeCluster, kube_namespace: str, start_operator: StartOperator
 ) -> None:
