@@ -59,9 +59,13 @@ def test_adapters_change_the_image_and_seeds_repeat(
 
 def test_errors_through_serve(serve_url: str, registered: dict[str, str]) -> None:
     missing = _post(serve_url, {**BASE, "adapters": [{"name": "no-such-adapter"}]})
-    assert missing.status_code == 404 and "no-such-adapter" in missing.text
+    assert missing.status_code == 404 and missing.json()["detail"] == (
+        "adapter 'no-such-adapter' not found: no registered model 'no-such-adapter' with any "
+        "version; GET /v1/adapters lists the adapters this server can serve"
+    )
     wrong = _post(serve_url, {**BASE, "adapters": [{"name": registered["wrong-base"]}]})
     assert wrong.status_code == 422 and "fingerprint" in wrong.text
+    assert "use an adapter trained on this server's base model" in wrong.text
     big = _post(serve_url, {**BASE, "width": 1024})
     assert big.status_code == 422 and "width=1024" in big.text
     long_prompt = _post(serve_url, {**BASE, "prompt": "cat " * 90})
@@ -138,4 +142,4 @@ def test_32_concurrent_requests_over_8_adapters(serve_url: str, registered: dict
         pixels = _pixels(answer.content)
         distances = {name: np.abs(pixels - ref).max() for name, ref in references.items()}
         assert min(distances, key=lambda n: distances[n]) == own, f"request {index} mixed up"
-        assert distances[own] <= 3 / 255, f"request {index} differs from {own} alone"
+        assert distances[own] <= 1 / 255 + 1e-6, f"request {index} differs from {own} alone"
