@@ -179,3 +179,28 @@ def test_sigterm_stops_the_operator(kube: Any, kube_namespace: str, tmp_path: Pa
         _assert_clean_stop(proc, code, took_s, expected=0)
     finally:
         proc.kill_leftovers()
+
+
+def test_sigterm_stops_tuneforge_run_and_its_trainer(
+    env: dict[str, str], tiny_model_dir: Path, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    from tuneforge.api import dump_job
+
+    job = make_trainer_job(
+        "lora",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        name="sigterm-run",
+        training={"maxSteps": 500, "checkpointEverySteps": 1000},
+    )
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(dump_job(job))
+    command = [str(Path(sys.executable).with_name("tuneforge")), "run", "--verbose", str(job_file)]
+    proc = Started(command, tmp_path / "run.log", env)
+    try:
+        proc.wait_for(lambda: "tuneforge-progress " in proc.output(), "training")
+        code, took_s = proc.terminate_and_wait()
+        _assert_clean_stop(proc, code, took_s, expected=130)
+        assert "interrupted: job 'sigterm-run' stopped" in proc.output()
+    finally:
+        proc.kill_leftovers()
