@@ -15,6 +15,7 @@ from tuneforge_operator.mlflow_reader import MlflowReader
 from tuneforge_operator.reconcile import Reconciler
 from tuneforge_operator.runtimes import RuntimeCatalog
 from tuneforge_operator.settings import OperatorSettings
+from tuneforge_operator.webhook import register_webhook
 
 ANNOTATION_PREFIX = "tuneforge.io"
 
@@ -48,6 +49,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     reconciler_ref: list[Reconciler] = []
     register(registry, settings, reconciler_ref)
+    certificates = register_webhook(registry, settings) if settings.webhook_port else None
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -93,6 +95,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             api, catalog, mlflow, post_event, operator_settings.registration_grace_seconds
         )
         reconciler_ref[:] = [reconciler]
+        if certificates is not None:
+            await certificates.start(api)
         return info
 
     return registry

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -66,12 +66,36 @@ class OperatorSettings(BaseSettings):
     """Peering priority; random by default so that two replicas never tie (a tie pauses both)."""
     peering_lifetime_seconds: int = Field(default=60, ge=5)
     """How long a silent replica is considered alive (a killed leader blocks others this long)."""
+    webhook_port: int = Field(default=0, ge=0, le=65535)
+    """HTTPS port of the validating admission webhook (0 disables it; the chart uses 9443)."""
+    webhook_certificates: Literal["self-signed", "mounted"] = "self-signed"
+    """`self-signed`: the operator creates and renews a CA and certificate in `webhook_secret`
+    and patches the `caBundle` of `webhook_configuration`; `mounted`: `tls.crt`/`tls.key` are
+    mounted in `webhook_cert_dir` (cert-manager) and their bundle is injected by others."""
+    webhook_cert_dir: Path = Path("/tmp/tuneforge-webhook")
+    """Where the webhook's `tls.crt`, `tls.key` and `ca.crt` are (written, or mounted)."""
+    webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Names (and IPs) the API server reaches the webhook at, e.g. the Service's
+    `tuneforge-webhook.tuneforge-system.svc` (comma-separated); the certificate's SANs."""
+    webhook_namespace: str = Field(
+        default_factory=_service_account_namespace,
+        validation_alias=AliasChoices("TUNEFORGE_OPERATOR_WEBHOOK_NAMESPACE", "POD_NAMESPACE"),
+    )
+    """Namespace of the webhook's certificate Secret: the operator's own."""
+    webhook_secret: str = "tuneforge-webhook-tls"
+    """Secret holding the self-signed CA and serving certificate (shared by the replicas)."""
+    webhook_configuration: str = "tuneforge-webhook"
+    """ValidatingWebhookConfiguration whose `caBundle` the operator sets (self-signed only)."""
+    webhook_cert_days: int = Field(default=90, ge=2, le=3650)
+    """Validity of the self-signed serving certificate."""
+    webhook_renew_before_days: int = Field(default=30, ge=1)
+    """Renew the serving certificate this long before it expires (checked every minute)."""
     log_format: str = Field(default="json", pattern="^(json|text)$")
     """`json` (one object per line, with the object reference) or `text`."""
     verbose: bool = False
     """Debug logging."""
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "webhook_hosts", mode="before")
     @classmethod
     def _split_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -80,6 +104,16 @@ class OperatorSettings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_hosts(self) -> OperatorSettings:
+        if self.webhook_port and self.webhook_certificates == "self-signed":
+            if not self.webhook_hosts:
+                raise ValueError(
+                    "TUNEFORGE_OPERATOR_WEBHOOK_HOSTS is empty: name the webhook Service's DNS "
+                    "names (e.g. tuneforge-webhook.tuneforge-system.svc) for its certificate"
+                )
+        return self
 
     @property
     def clusterwide(self) -> bool:

@@ -116,6 +116,13 @@ def openapi_schema() -> dict[str, Any]:
     spec = model_schema(FineTuneJobSpec)
     spec["allOf"] = method_schema_rules()
     status = model_schema(FineTuneJobStatus)
+    # Only kopf's own corner of status keeps unknown fields: the rest stays typed and visible.
+    status["properties"]["kopf"] = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "kopf's bookkeeping, kept as written (TuneForge's operator keeps its "
+        "own in annotations).",
+    }
     return {
         "type": "object",
         "description": "A request to fine-tune Stable Diffusion 1.5 and register the resulting adapter.",
