@@ -57,10 +57,11 @@ class AdapterResolver:
         except (AdapterNotFoundError, ValueError) as error:  # ValueError: a name it cannot read
             raise hide_cause(AdapterUnknown(not_found_detail(reference)), error) from error
         except UnsafeArtifactError as error:
-            raise AdapterRejected(
+            rejected = AdapterRejected(
                 f"adapter '{reference}' cannot be served: its files are not safetensors; "
                 "ask for another version"
-            ) from error
+            )
+            raise hide_cause(rejected, error) from error
         except Exception as error:  # noqa: BLE001 - registry down: 503, not 500
             raise hide_cause(
                 Unavailable(
