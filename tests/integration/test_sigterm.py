@@ -119,6 +119,15 @@ def _assert_clean_stop(proc: Started, code: int, took_s: float, expected: int) -
     assert not leftovers, "processes left behind:\n" + "\n".join(leftovers)
 
 
+def _run_statuses(home: Path) -> list[str]:
+    """Statuses of every MLflow run in embedded mode's store under `home`."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [run.info.status for run in client.search_runs(experiments)]
+
+
 def test_sigterm_stops_tuneforge_serve_and_its_ray(
     env: dict[str, str], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -162,6 +171,7 @@ def test_sigterm_stops_the_trainer_ray_train_and_its_ray(
         code, took_s = proc.terminate_and_wait()
         _assert_clean_stop(proc, code, took_s, expected=143)
         assert "stopped by SIGTERM" in proc.output()
+        assert _run_statuses(Path(env["TUNEFORGE_HOME"])) == ["KILLED"]
     finally:
         proc.kill_leftovers()
 
