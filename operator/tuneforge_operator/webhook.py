@@ -11,7 +11,6 @@ bundle; kopf re-reads the files when they change.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -55,7 +54,8 @@ class _ServerAfterCertificates(kopf.WebhookServer):
 
 
 class SelfSignedCertificates:
-    """Keeps the Secret, the files and the `caBundle` current (one renewal task per process)."""
+    """Keeps the Secret, the files and the `caBundle` current (one task per process; it ends
+    with the event loop)."""
 
     def __init__(self, settings: OperatorSettings, ready: asyncio.Event) -> None:
         self._settings, self._ready = settings, ready
@@ -101,13 +101,6 @@ class SelfSignedCertificates:
                 continue
             retry_s = RETRY_S
             await asyncio.sleep(CHECK_INTERVAL_S)
-
-    async def stop(self) -> None:
-        """Cancel the renewal task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 def register_webhook(

@@ -13,8 +13,9 @@ import pytest
 from cryptography import x509
 
 from tests.unit.api.invalid_jobs import ADMISSION_CASES, INVALID_CASES, InvalidCase, valid_manifest
+from tuneforge_operator import webhook_tls
 from tuneforge_operator.admission import LAST_APPLIED, review
-from tuneforge_operator.webhook_tls import Material, renewed
+from tuneforge_operator.webhook_tls import Material, new_serving_cert, renewed
 
 
 def _started(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +117,6 @@ def _material(days_left: float, hosts: list[str]) -> Material:
     if days_left >= 89:
         return fresh
     # Re-sign the serving certificate with a shorter life, same CA.
-    from tuneforge_operator.webhook_tls import new_serving_cert
-
     cert, key = new_serving_cert(fresh.ca_cert, fresh.ca_key, hosts, int(days_left))
     return Material(fresh.ca_cert, fresh.ca_key, cert, key)
 
@@ -158,3 +157,20 @@ def test_the_secret_round_trips() -> None:
     material = _material(90, ["a.svc"])
     assert Material.from_secret({"data": material.to_secret_data()}) == material
     assert Material.from_secret({"data": {}}) is None
+
+
+def test_a_ca_near_expiry_is_replaced_and_the_bundle_trusts_both_until_the_old_one_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(webhook_tls, "CA_DAYS", 200)  # inside the one-year replacement window
+    old = renewed(None, ["a.svc"], 90, dt.timedelta(days=30))
+    assert old is not None
+    monkeypatch.setattr(webhook_tls, "CA_DAYS", 3650)
+    fresh = renewed(old, ["a.svc"], 90, dt.timedelta(days=30))
+    assert fresh is not None and fresh.ca_cert != old.ca_cert
+    assert fresh.previous_ca == old.ca_cert
+    assert fresh.ca_bundle == fresh.ca_cert + old.ca_cert
+    x509.load_pem_x509_certificate(fresh.cert).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(fresh.ca_cert)
+    )
+    assert renewed(fresh, ["a.svc"], 90, dt.timedelta(days=30)) is None
