@@ -130,8 +130,9 @@ def check_dataset(job: FineTuneJob, dataset_dir: Path) -> None:
             f"spec.dataset.resolution={dataset.resolution}: {_listing(problems.too_small)}; "
             "lower the resolution or use larger images"
         )
+    records = read_records(folder)  # refuses caption files with no image
     if method_class(job.spec.method).captions_required and not dataset.instance_prompt:
-        uncaptioned = [r.path.name for r in read_records(folder) if not r.caption]
+        uncaptioned = [r.path.name for r in records if not r.caption]
         if uncaptioned:
             raise InvalidTrainingInput(
                 f"spec.dataset.uri {dataset.uri}: {len(uncaptioned)} images have no caption "

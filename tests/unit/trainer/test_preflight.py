@@ -67,6 +67,17 @@ def test_corrupt_images_are_listed(tiny_model_dir, dataset_copy, tmp_path):
     assert "broken.png" in message and "truncated.jpg" in message
 
 
+def test_a_caption_file_with_no_image_is_refused_before_training(
+    tiny_model_dir, dataset_copy, tmp_path
+):
+    """The job has an instance prompt (the common case): the orphan is still refused."""
+    (dataset_copy / "instance" / "misspelt-name.txt").write_text("a photo of sks toy\n")
+    job = make_trainer_job("lora", tiny_model_dir, dataset_copy)
+    assert job.spec.dataset.instance_prompt
+    with pytest.raises(InvalidTrainingInput, match=r"misspelt-name\.txt"):
+        _check(job, tmp_path)
+
+
 def test_images_smaller_than_the_resolution(tiny_model_dir, tiny_dataset_dir, tmp_path):
     job = make_trainer_job("lora", tiny_model_dir, tiny_dataset_dir, dataset={"resolution": 128})
     with pytest.raises(
