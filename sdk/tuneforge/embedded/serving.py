@@ -18,6 +18,7 @@ from typing import Any
 from tuneforge.embedded.environment import child_environment
 from tuneforge.errors import ConfigurationError, TuneForgeError
 from tuneforge.settings import Settings
+from tuneforge.sigterm import raise_on_sigterm
 
 SERVING_APP = "tuneforge_serving.app:build_app"
 READY_TIMEOUT_S = 300.0
@@ -85,7 +86,8 @@ class EmbeddedServing:
         from ray import serve
 
         try:
-            serve.shutdown()  # type: ignore[no-untyped-call]
+            if ray.is_initialized():  # else there is nothing to shut down (a failed start)
+                serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             if self.started_ray:
                 ray.shutdown()
@@ -109,25 +111,24 @@ def start_serving(
 
     env = child_environment(settings)
     env_vars = {key: env[key] for key in _ENV_KEYS if key in env}
-    temp_dir: Path | None = None
-    started = False
-    if not ray.is_initialized():
-        if settings.ray_address:
-            ray.init(address=settings.ray_address, runtime_env={"env_vars": env_vars})
-        else:
-            temp_dir = Path(tempfile.mkdtemp(prefix="tf-ray-"))
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                runtime_env={"env_vars": env_vars},
-                object_store_memory=256 * 2**20,
-                _temp_dir=str(temp_dir),
-                log_to_driver=False,
-            )
-            started = True
-    handle = EmbeddedServing(url=f"http://{host}:{port}", started_ray=started, temp_dir=temp_dir)
-    try:
+    handle = EmbeddedServing(url=f"http://{host}:{port}", started_ray=False)
+    try:  # a failure or SIGTERM anywhere from here stops what was started
+        if not ray.is_initialized():
+            if settings.ray_address:
+                ray.init(address=settings.ray_address, runtime_env={"env_vars": env_vars})
+            else:
+                handle.temp_dir = Path(tempfile.mkdtemp(prefix="tf-ray-"))
+                handle.started_ray = True
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    runtime_env={"env_vars": env_vars},
+                    object_store_memory=256 * 2**20,
+                    _temp_dir=str(handle.temp_dir),
+                    log_to_driver=False,
+                )
+        raise_on_sigterm()  # ray.init replaced the handler with one that aborts
         serve.start(http_options={"host": host, "port": port})
         build_app = load_by_import_path(import_path)
         serve.run(build_app(config), name="tuneforge", route_prefix="/", blocking=False)
