@@ -20,15 +20,23 @@ from tuneforge_trainer.plan import WorkerPlan, run_name
 
 FORWARDED_ENV_PREFIXES = ("TUNEFORGE_", "AWS_", "MLFLOW_", "HF_", "OMP_", "MKL_")
 FORWARDED_ENV = ("TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "TOKENIZERS_PARALLELISM", "NO_PROXY")
+SECRET_NAME_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH")
+"""A variable whose name contains one of these is never forwarded (`AWS_SECRET_ACCESS_KEY`,
+`AWS_ACCESS_KEY_ID`, `AWS_SESSION_TOKEN`, `MLFLOW_TRACKING_TOKEN`, `MLFLOW_TRACKING_PASSWORD`,
+`TUNEFORGE_S3_SECRET_KEY`, `HF_TOKEN`, ...): Ray keeps a job's `runtime_env` in its GCS and
+returns it from its state API. Workers get credentials from their own environment instead:
+pods from the runtime's Secrets (`envFrom`), a local Ray's workers from the driver's process."""
+
+
+def is_forwarded(name: str) -> bool:
+    """Whether a variable travels in `runtime_env`: a known setting, and not secret-bearing."""
+    known = name.startswith(FORWARDED_ENV_PREFIXES) or name in FORWARDED_ENV
+    return known and not any(marker in name.upper() for marker in SECRET_NAME_MARKERS)
 
 
 def forwarded_env() -> dict[str, str]:
-    """The variables workers need (service settings, offline flags, thread counts)."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.startswith(FORWARDED_ENV_PREFIXES) or key in FORWARDED_ENV
-    }
+    """The non-secret variables workers need (endpoints, offline flags, thread counts)."""
+    env = {key: value for key, value in os.environ.items() if is_forwarded(key)}
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
