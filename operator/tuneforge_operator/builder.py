@@ -26,6 +26,15 @@ JOB_UID_LABEL = "tuneforge.io/job-uid"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 WORKER_GROUP = "workers"
 MODEL_CACHE_VOLUME = "model-cache"
+TMP_VOLUME = "tmp"
+"""The writable `/tmp` of every Ray container (Ray's session folder; also `HOME`): the root
+file system is read-only."""
+SUBMITTER_CONTAINER = "ray-job-submitter"
+SUBMITTER_RESOURCES = {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
+RAY_AUTH_OPTIONS = {"mode": "token"}
+"""KubeRay's token authentication (KubeRay >= 1.5, Ray >= 2.52): KubeRay makes a Secret per
+cluster and gives its pods and the submitter the token; GCS, dashboard and client refuse
+callers without it."""
 MUTABLE_SPEC_FIELDS = frozenset({"suspend"})
 """FineTuneJob spec fields the operator still applies once the RayJob exists."""
 
@@ -70,7 +79,7 @@ def owner_reference(job: FineTuneJob) -> dict[str, Any]:
 
 def _env(runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
     """The runtime's environment: the job itself travels only in the entrypoint's JSON."""
-    variables = {**runtime.env, TRAINER_CACHE_ENV: runtime.model_cache.mount_path}
+    variables = {"HOME": "/tmp", **runtime.env, TRAINER_CACHE_ENV: runtime.model_cache.mount_path}
     env = [{"name": name, "value": value} for name, value in sorted(variables.items())]
     env_from = [
         {"secretRef": {"name": secret}}
@@ -97,14 +106,46 @@ def model_cache_volume(cache: ModelCache) -> dict[str, Any]:
 
 def _volumes(runtime: TrainingRuntime) -> tuple[list[Any], list[Any]]:
     """Volumes and mounts of every Ray container: the model cache, and `/dev/shm` if sized."""
-    volumes = [model_cache_volume(runtime.model_cache)]
-    mounts = [{"name": MODEL_CACHE_VOLUME, "mountPath": runtime.model_cache.mount_path}]
+    volumes = [model_cache_volume(runtime.model_cache), {"name": TMP_VOLUME, "emptyDir": {}}]
+    mounts = [
+        {"name": MODEL_CACHE_VOLUME, "mountPath": runtime.model_cache.mount_path},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
     if runtime.shm_size:
         volumes.append(
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}}
         )
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     return volumes, mounts
+
+
+def container_security_context() -> dict[str, Any]:
+    """Every Ray container: no privilege escalation, no capabilities, a read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security_context(runtime: TrainingRuntime) -> dict[str, Any]:
+    """Every Ray pod: the runtime's non-root uid/gid and the runtime's default seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": runtime.run_as_user,
+        "runAsGroup": runtime.run_as_group,
+        "fsGroup": runtime.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _with_disk(amounts: dict[str, Any], runtime: TrainingRuntime) -> dict[str, Any]:
+    """Requests and limits of a Ray container: `amounts` for both, plus the runtime's disk."""
+    disk = runtime.ephemeral_storage
+    return {
+        "requests": {**amounts, "ephemeral-storage": disk.request},
+        "limits": {**amounts, "ephemeral-storage": disk.limit},
+    }
 
 
 def _pod_template(
@@ -124,6 +165,7 @@ def _pod_template(
         "resources": resources,
         "env": env,
         "volumeMounts": mounts,
+        "securityContext": container_security_context(),
     }
     if env_from:
         container["envFrom"] = env_from
@@ -133,7 +175,12 @@ def _pod_template(
             {"name": "dashboard", "containerPort": 8265},
             {"name": "client", "containerPort": 10001},
         ]
-    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(runtime),
+    }
     if runtime.service_account_name:
         pod_spec["serviceAccountName"] = runtime.service_account_name
     if node_selector:
@@ -156,22 +203,24 @@ def _worker_resources(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, A
     amounts: dict[str, Any] = {"cpu": str(res.cpus_per_worker), "memory": res.memory_per_worker}
     if res.gpus_per_worker:
         amounts[runtime.gpu_resource_name] = str(res.gpus_per_worker)
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    return _with_disk(amounts, runtime)
 
 
 def build_ray_cluster_spec(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, Any]:
     """KubeRay's `rayClusterSpec`: a head (driver only) and one group of training workers."""
     res = job.spec.resources
-    head_amounts = {"cpu": runtime.head.cpu, "memory": runtime.head.memory}
-    head_resources = {"requests": dict(head_amounts), "limits": dict(head_amounts)}
+    head_resources = _with_disk({"cpu": runtime.head.cpu, "memory": runtime.head.memory}, runtime)
     worker_start: dict[str, str] = {"num-cpus": str(res.cpus_per_worker)}
     if res.gpus_per_worker:
         # Ray only auto-detects nvidia.com/gpu; say it explicitly for any resource name.
         worker_start["num-gpus"] = str(res.gpus_per_worker)
     return {
         "rayVersion": runtime.ray_version,
+        "authOptions": dict(RAY_AUTH_OPTIONS),
         "headGroupSpec": {
-            # num-cpus 0: training workers never land on the head.
+            # num-cpus 0: training workers never land on the head. The dashboard listens on
+            # the pod address because KubeRay's operator and submitter call it through the head
+            # Service; the token and the chart's NetworkPolicy guard it.
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
             "template": _pod_template(
                 job, runtime, "ray-head", head_resources, runtime.head_node_selector, False
@@ -195,6 +244,30 @@ def build_ray_cluster_spec(job: FineTuneJob, runtime: TrainingRuntime) -> dict[s
             }
         ],
     }
+
+
+def build_submitter_pod_template(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, Any]:
+    """KubeRay's submitter pod, hardened like the Ray pods (KubeRay fills in its command)."""
+    container = {
+        "name": SUBMITTER_CONTAINER,
+        "image": runtime.image,
+        "imagePullPolicy": runtime.image_pull_policy,
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": {"requests": dict(SUBMITTER_RESOURCES), "limits": dict(SUBMITTER_RESOURCES)},
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": "/tmp"}],
+    }
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(runtime),
+    }
+    if runtime.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
+    labels = {**runtime.pod_labels, JOB_NAME_LABEL: job.metadata.name}
+    return {"metadata": {"labels": labels}, "spec": spec}
 
 
 def kueue_queue(job: FineTuneJob, runtime: TrainingRuntime) -> str | None:
@@ -226,6 +299,7 @@ def build_rayjob(job: FineTuneJob, runtime: TrainingRuntime) -> dict[str, Any]:
         "backoffLimit": spec.backoff_limit,
         "suspend": initial_suspend(job, runtime),
         "rayClusterSpec": build_ray_cluster_spec(job, runtime),
+        "submitterPodTemplate": build_submitter_pod_template(job, runtime),
     }
     if spec.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds

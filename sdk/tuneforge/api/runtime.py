@@ -84,6 +84,53 @@ class ModelCache(ApiModel):
         return self
 
 
+_QUANTITY_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def quantity_bytes(quantity: str) -> float:
+    """Bytes in a Kubernetes storage quantity such as `20Gi` or `500M` (`m` is not a size)."""
+    match = re.match(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$", quantity)
+    if not match or match.group(2) not in _QUANTITY_UNITS:
+        raise ValueError(f"{quantity!r} is not a storage quantity such as 20Gi or 500M")
+    return float(match.group(1)) * _QUANTITY_UNITS[match.group(2)]
+
+
+class EphemeralStorage(ApiModel):
+    """`ephemeral-storage` request and limit of every Ray container.
+
+    The pod's disk: container layers, logs, `/tmp` (Ray's session folder) and the model cache
+    when it is an `emptyDir`. The kubelet evicts a pod that writes more than its limit.
+    """
+
+    request: str = Field(default="8Gi", pattern=_QUANTITY)
+    """Scheduled disk of each Ray pod."""
+    limit: str = Field(default="32Gi", pattern=_QUANTITY)
+    """Most disk each Ray pod may write, the model-cache `emptyDir` included."""
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> EphemeralStorage:
+        if quantity_bytes(self.request) > quantity_bytes(self.limit):
+            raise ValueError(
+                f"ephemeralStorage: request {self.request} is above limit {self.limit}; "
+                "lower the request or raise the limit"
+            )
+        return self
+
+
 class TrainingRuntime(ApiModel):
     """How a job's Ray cluster is built: image, Ray version, placement, secrets.
 
@@ -129,6 +176,12 @@ class TrainingRuntime(ApiModel):
     """Extra labels on the Ray pods."""
     pod_annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations on the Ray pods."""
+    run_as_user: int = Field(default=1000, ge=1)
+    """Non-root uid of every Ray container (the trainer image's `ray` user is 1000)."""
+    run_as_group: int = Field(default=1000, ge=1)
+    """gid of every Ray container, also the pods' `fsGroup` (so volumes are writable)."""
+    ephemeral_storage: EphemeralStorage = Field(default_factory=EphemeralStorage)
+    """Disk request and limit of every Ray pod."""
     queue_name: str | None = Field(default=None, pattern=_NAME, max_length=63)
     """Kueue LocalQueue of this runtime's jobs that name no `spec.queueName` of their own: their
     RayJob is created suspended with the `kueue.x-k8s.io/queue-name` label, like a queued job."""
@@ -146,6 +199,19 @@ class TrainingRuntime(ApiModel):
                 f"runtime.env: {TRAINER_CACHE_ENV} is set from modelCache.mountPath; set that"
             )
         return value
+
+    @model_validator(mode="after")
+    def _cache_fits_the_disk_limit(self) -> TrainingRuntime:
+        cache = self.model_cache
+        if cache.persistent_volume_claim or cache.host_path:
+            return self
+        if quantity_bytes(cache.size_limit) >= quantity_bytes(self.ephemeral_storage.limit):
+            raise ValueError(
+                f"ephemeralStorage.limit {self.ephemeral_storage.limit} must exceed "
+                f"modelCache.sizeLimit {cache.size_limit} (the cache emptyDir counts against "
+                "it): raise the limit or lower the cache size"
+            )
+        return self
 
 
 def _parse_one(name: str, text: str) -> TrainingRuntime | str:

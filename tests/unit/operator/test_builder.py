@@ -14,6 +14,9 @@ from tuneforge_operator.builder import (
     KUEUE_QUEUE_LABEL,
     MAX_RAYJOB_NAME,
     MODEL_CACHE_VOLUME,
+    RAY_AUTH_OPTIONS,
+    SUBMITTER_CONTAINER,
+    TMP_VOLUME,
     build_rayjob,
     changed_immutable_fields,
     rayjob_name,
@@ -76,7 +79,12 @@ def test_cluster_shape_comes_from_resources_and_runtime() -> None:
     pod = workers["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "registry.example/tuneforge-trainer:0.1.0"
-    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "amd.com/gpu": "1"}
+    assert container["resources"]["limits"] == {
+        "cpu": "4",
+        "memory": "16Gi",
+        "amd.com/gpu": "1",
+        "ephemeral-storage": "32Gi",
+    }
     assert pod["nodeSelector"] == {"pool": "gpu"}
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["serviceAccountName"] == "trainer"
@@ -192,7 +200,10 @@ def test_the_trainer_reads_its_cache_where_the_volume_is_mounted(
     from tuneforge.settings import Settings
     from tuneforge_trainer.trainer_settings import TrainerSettings
 
-    the_runtime = runtime(modelCache={"mountPath": "/models", "sizeLimit": "50Gi"})
+    the_runtime = runtime(
+        modelCache={"mountPath": "/models", "sizeLimit": "50Gi"},
+        ephemeralStorage={"limit": "64Gi"},
+    )
     (container,) = _pods(build_rayjob(job(), the_runtime))[1]["containers"]
     for variable in container["env"]:
         monkeypatch.setenv(variable["name"], variable["value"])
@@ -222,10 +233,11 @@ def test_a_runtime_can_name_a_claim_or_a_host_path_for_the_cache(
 
 def test_shm_stays_beside_the_cache_and_can_be_left_out() -> None:
     (head, _) = _pods(build_rayjob(job(), runtime()))
-    assert {v["name"] for v in head["volumes"]} == {MODEL_CACHE_VOLUME, "dshm"}
+    assert {v["name"] for v in head["volumes"]} == {MODEL_CACHE_VOLUME, TMP_VOLUME, "dshm"}
     (head, _) = _pods(build_rayjob(job(), runtime(shmSize=None)))
-    assert [v["name"] for v in head["volumes"]] == [MODEL_CACHE_VOLUME]
-    assert [m["name"] for m in head["containers"][0]["volumeMounts"]] == [MODEL_CACHE_VOLUME]
+    assert [v["name"] for v in head["volumes"]] == [MODEL_CACHE_VOLUME, TMP_VOLUME]
+    mounts = [m["name"] for m in head["containers"][0]["volumeMounts"]]
+    assert mounts == [MODEL_CACHE_VOLUME, TMP_VOLUME]
 
 
 @pytest.mark.parametrize(
@@ -237,8 +249,73 @@ def test_shm_stays_beside_the_cache_and_can_be_left_out() -> None:
         ),
         ({"env": {TRAINER_CACHE_ENV: "/elsewhere"}}, "modelCache.mountPath"),
         ({"modelCache": {"mountPath": "relative/cache"}}, "mount_path|mountPath"),
+        ({"modelCache": {"sizeLimit": "40Gi"}}, "ephemeralStorage.limit 32Gi must exceed"),
+        ({"ephemeralStorage": {"request": "64Gi"}}, "request 64Gi is above limit 32Gi"),
+        ({"runAsUser": 0}, "run_as_user|runAsUser"),
     ],
 )
 def test_runtime_refuses_a_cache_it_cannot_mount(overrides: dict[str, Any], complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         runtime(**overrides)
+
+
+def _all_pods(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Head, workers and KubeRay's submitter."""
+    return [*_pods(manifest), manifest["spec"]["submitterPodTemplate"]["spec"]]
+
+
+def test_every_pod_runs_hardened() -> None:
+    pods = _all_pods(build_rayjob(job(), runtime(runAsUser=2000, runAsGroup=3000)))
+    assert len(pods) == 3
+    for pod in pods:
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 2000,
+            "runAsGroup": 3000,
+            "fsGroup": 3000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        (container,) = pod["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        # The root is read-only: /tmp (Ray's sessions, HOME) is an emptyDir.
+        assert {"name": TMP_VOLUME, "emptyDir": {}} in pod["volumes"]
+        assert {"name": TMP_VOLUME, "mountPath": "/tmp"} in container["volumeMounts"]
+        assert {"name": "HOME", "value": "/tmp"} in container["env"]
+
+
+def test_every_container_has_a_disk_request_and_limit_from_its_runtime() -> None:
+    manifest = build_rayjob(job(), runtime(ephemeralStorage={"request": "2Gi", "limit": "40Gi"}))
+    for pod in _pods(manifest):
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["ephemeral-storage"] == "2Gi"
+        assert resources["limits"]["ephemeral-storage"] == "40Gi"
+    submitter = manifest["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert submitter["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+
+
+def test_ray_clusters_use_token_auth_and_the_submitter_is_left_to_kuberay() -> None:
+    manifest = build_rayjob(job(), runtime())
+    assert (
+        manifest["spec"]["rayClusterSpec"]["authOptions"] == RAY_AUTH_OPTIONS == {"mode": "token"}
+    )
+    template = manifest["spec"]["submitterPodTemplate"]
+    (container,) = template["spec"]["containers"]
+    assert container["name"] == SUBMITTER_CONTAINER
+    assert container["image"] == "registry.example/tuneforge-trainer:0.1.0"
+    assert "command" not in container  # KubeRay fills in `ray job submit ...`
+    assert template["spec"]["restartPolicy"] == "Never"
+    assert template["metadata"]["labels"]["tuneforge.io/job-name"] == job().metadata.name
+
+
+def test_no_ray_pod_carries_a_secret_value() -> None:
+    """Credentials reach the pods only as Secret references, never as literal env values."""
+    manifest = build_rayjob(job(), runtime())
+    for pod in _all_pods(manifest):
+        (container,) = pod["containers"]
+        names = {e["name"] for e in container["env"]}
+        assert not {n for n in names if "SECRET" in n or "TOKEN" in n or "PASSWORD" in n}
