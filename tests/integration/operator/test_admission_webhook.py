@@ -165,7 +165,7 @@ def test_kubectl_apply_of_a_misspelt_field_is_refused_with_or_without_client_val
     manifest["spec"]["lora"]["alhpa"] = 32
     path = tmp_path / "typo.yaml"
     path.write_text(yaml.safe_dump(manifest))
-    env = {**kube.env(), "PATH": "/usr/bin:/bin"}
+    env = {**kube.env(), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # kubectl's cache
     for validate in ("--validate=true", "--validate=false"):
         run = subprocess.run(
             ["kubectl", "apply", validate, "-n", namespace, "-f", str(path)],
