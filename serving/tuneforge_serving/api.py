@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuneforge.contract import AdapterRef
@@ -92,7 +93,7 @@ class ApiService:
             raise LimitExceeded("adapters: each adapter name may appear once per request")
 
     def check_token(self, credentials: HTTPAuthorizationCredentials | None) -> None:
-        """401 unless auth is off or the bearer token matches."""
+        """401 unless the bearer token matches (token None: auth explicitly disabled)."""
         if self.token is None:
             return
         given = credentials.credentials if credentials else ""
@@ -232,16 +233,27 @@ def _route(path: str) -> str:
 
 
 def create_api(service: ApiService) -> FastAPI:
-    """The FastAPI app (OpenAPI docs at /docs, schema at /openapi.json)."""
+    """The FastAPI app (OpenAPI docs at /docs, schema at /openapi.json, both behind auth)."""
     app = FastAPI(
         title="TuneForge serving",
         version="v1",
         description="Stable Diffusion 1.5 with hot-swapped LoRA and textual-inversion adapters.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     bearer = HTTPBearer(auto_error=False)
 
     def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         service.check_token(credentials)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorized)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorized)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
@@ -305,7 +317,7 @@ def create_api(service: ApiService) -> FastAPI:
         ready = await service.ready()
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[Depends(authorized)])
     async def metrics() -> Response:
         """Prometheus metrics of this ingress replica."""
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4")

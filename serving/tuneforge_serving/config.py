@@ -91,23 +91,37 @@ class BatchConfig(_Model):
 
 
 class AuthConfig(_Model):
-    """Optional bearer-token auth for the API (health, readiness and metrics stay open)."""
+    """Bearer-token auth of the API, on by default and failing closed.
 
+    Every route but `/healthz` and `/readyz` (`/metrics`, `/docs` and `/openapi.json`
+    included) needs `Authorization: Bearer <token>`. Without a token the app refuses to
+    start, unless `enabled` is explicitly false.
+    """
+
+    enabled: bool = True
+    """False serves every route to anyone: only for a server nobody else can reach."""
     token_env: str | None = "TUNEFORGE_SERVING_TOKEN"
     """Environment variable holding the token (e.g. from a Kubernetes Secret)."""
     token_file: Path | None = None
     """File holding the token (a mounted Secret); wins over `token_env`."""
 
     def load_token(self) -> str | None:
-        """The configured token, or None when auth is off (no file and the env var unset)."""
+        """The token; None only when auth is disabled. ValueError when on and none is set."""
+        if not self.enabled:
+            return None
         if self.token_file is not None:
             token = self.token_file.read_text().strip()
             if not token:
                 raise ValueError(f"auth.tokenFile {self.token_file} is empty; write the token")
             return token
-        if self.token_env:
-            return os.environ.get(self.token_env) or None
-        return None
+        token = os.environ.get(self.token_env) if self.token_env else None
+        if not token:
+            source = f"set {self.token_env} or " if self.token_env else ""
+            raise ValueError(
+                "serving auth is on and no token is configured: "
+                f"{source}set auth.tokenFile; to serve without auth, set auth.enabled: false"
+            )
+        return token
 
 
 class ServingConfig(_Model):

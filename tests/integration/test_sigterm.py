@@ -140,7 +140,8 @@ def test_sigterm_stops_tuneforge_serve_and_its_ray(
         "--port",
         str(port),
     ]
-    proc = Started(command, tmp_path / "serve.log", env)
+    serve_env = {**env, "TUNEFORGE_SERVING_TOKEN": "sigterm-test-token"}  # auth is on by default
+    proc = Started(command, tmp_path / "serve.log", serve_env)
     try:
         proc.wait_for(
             lambda: "serving at" in proc.output() and http_ok(f"http://127.0.0.1:{port}/readyz"),

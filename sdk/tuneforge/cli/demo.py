@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -115,10 +116,12 @@ def demo(
     from tuneforge.contract import AdapterRef
     from tuneforge.embedded.serving import serving_config, start_serving
 
+    token = secrets.token_urlsafe(32)  # this run's own: nobody else on the machine may call
     handle = start_serving(
         settings,
         serving_config(settings, str(model_dir), limits={"max_width": 64, "max_height": 64}),
         port=_free_port(),
+        token=token,
     )
     try:
         err.print("[4/4] generating without and with the adapter (same prompt and seed)…")
@@ -135,6 +138,7 @@ def demo(
                 width=64,
                 height=64,
                 seed=DEMO_SEED,
+                token=token,
             )
     finally:
         handle.stop()

@@ -39,8 +39,11 @@ def serve(
 
     settings = Settings()
     args = serving_args(settings, base_model, config)
+    token = settings.serving_token.get_secret_value() if settings.serving_token else None
+    if not token:
+        require_auth_choice(args, config)
     err.print(f"starting Ray Serve with {args['base_model']} (first start takes a minute)…")
-    handle = start_serving(settings, args, host=host, port=port)
+    handle = start_serving(settings, args, host=host, port=port, token=token or None)
     # ray.init replaced SIGTERM's handler with one that aborts: stop as Ctrl-C does instead.
     sigterm.raise_on_sigterm()
     out.print(f"serving at {handle.url}  (POST {handle.url}/v1/generate; Ctrl-C stops)")
@@ -77,6 +80,22 @@ def serving_args(settings: Settings, base_model: str | None, config: Path | None
     args = serving_config(settings, str(model), **extra)
     _validate(args, config, {to_snake(str(key)): str(key) for key in loaded})
     return args
+
+
+def require_auth_choice(args: dict[str, Any], config: Path | None) -> None:
+    """ValueError before Ray starts when auth is on (the default) and no token is configured.
+
+    The token comes from `TUNEFORGE_SERVING_TOKEN` or the config's `auth.tokenFile`; serving
+    without one needs `auth: {enabled: false}` in --config, said explicitly.
+    """
+    from tuneforge.embedded.serving import load_by_import_path
+
+    validated = load_by_import_path(SERVING_CONFIG).model_validate(args)
+    try:
+        validated.auth.load_token()
+    except (ValueError, OSError) as error:
+        source = str(config) if config is not None else "serving settings"
+        raise ValueError(f"{source}: {error}") from None
 
 
 def _snake_case_keys(loaded: dict[str, Any], config: Path | None) -> dict[str, Any]:

@@ -31,7 +31,6 @@ _ENV_KEYS = (
     "TUNEFORGE_S3_SECRET_KEY",
     "TUNEFORGE_S3_SECURE",
     "TUNEFORGE_S3_REGION",
-    "TUNEFORGE_SERVING_TOKEN",
     "HF_HUB_OFFLINE",
     "HF_HUB_DISABLE_TELEMETRY",
     "MLFLOW_DISABLE_TELEMETRY",
@@ -75,6 +74,8 @@ class EmbeddedServing:
     """Whether this process started the Ray cluster (then `stop` shuts it down)."""
     temp_dir: Path | None = None
     """Ray's temporary folder for a cluster started here."""
+    token_dir: Path | None = None
+    """The private folder of the token file given to the app (removed by `stop`)."""
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
@@ -89,10 +90,25 @@ class EmbeddedServing:
             if ray.is_initialized():  # else there is nothing to shut down (a failed start)
                 serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
+            if self.token_dir is not None:
+                shutil.rmtree(self.token_dir, ignore_errors=True)
             if self.started_ray:
                 ray.shutdown()
                 if self.temp_dir is not None:
                     shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def write_token_file(token: str) -> Path:
+    """The bearer token in a file only this user can read, in its own temporary folder.
+
+    The app reads it as `auth.tokenFile`: the token never travels in Ray's `runtime_env`
+    (kept in Ray's GCS) nor in the app's arguments.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="tf-serving-auth-"))  # mode 0700
+    path = folder / "token"
+    path.touch(mode=0o600)
+    path.write_text(token)
+    return path
 
 
 def start_serving(
@@ -104,14 +120,23 @@ def start_serving(
     num_cpus: int | None = None,
     import_path: str = SERVING_APP,
     ready_timeout_s: float = READY_TIMEOUT_S,
+    token: str | None = None,
 ) -> EmbeddedServing:
-    """Start Ray (unless configured), Ray Serve on host:port and the app; wait until ready."""
+    """Start Ray (unless configured), Ray Serve on host:port and the app; wait until ready.
+
+    A `token` replaces the config's `auth` with a private token file holding it (the local
+    Ray's replicas read it; on a remote `ray_address` give `auth.tokenFile` on its nodes).
+    """
     import ray
     from ray import serve
 
     env = child_environment(settings)
     env_vars = {key: env[key] for key in _ENV_KEYS if key in env}
     handle = EmbeddedServing(url=f"http://{host}:{port}", started_ray=False)
+    if token is not None:
+        token_path = write_token_file(token)
+        handle.token_dir = token_path.parent
+        config = {**config, "auth": {"token_file": str(token_path)}}
     try:  # a failure or SIGTERM anywhere from here stops what was started
         if not ray.is_initialized():
             if settings.ray_address:

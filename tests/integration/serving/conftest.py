@@ -34,7 +34,7 @@ def serve_url(
         "hotswap": {"maxLoraRank": 8},
         "batching": {"maxBatchSize": 4, "batchWaitTimeoutS": 0.02},
         "limits": {"maxWidth": 128, "maxHeight": 128},
-        "auth": {"tokenEnv": None},
+        "auth": {"enabled": False},
     }
     with serve_app(ray_cluster, services_env, APP_NAME, args) as url:
         yield url

@@ -34,7 +34,7 @@ def mixed_serve_url(
         "maxQueuedRequests": 64,
         "hotswap": {"maxLoraRank": 8},
         "limits": {"maxWidth": 128, "maxHeight": 128},
-        "auth": {"tokenEnv": None},
+        "auth": {"enabled": False},
         "mixedBatching": {"enabled": True, "maxBatchSize": 4, "maxWaitS": 0.05},
     }
     with serve_app(ray_cluster, services_env, MIXED_APP_NAME, args) as url:

@@ -141,6 +141,29 @@ def test_bearer_token_auth(engine: Any, folder_source: Any, tmp_path: Path) -> N
         right = {"Authorization": "Bearer s3cret"}
         assert api.post("/v1/generate", json=SMALL, headers=right).status_code == 200
         assert api.get("/healthz").status_code == 200
+        assert api.get("/readyz").status_code == 200
+        for path in ("/metrics", "/docs", "/openapi.json", "/v1/adapters"):
+            assert api.get(path).status_code == 401, path
+            assert api.get(path, headers=right).status_code == 200, path
+
+
+def test_auth_is_on_by_default_and_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneforge_serving.config import AuthConfig, ServingConfig
+
+    monkeypatch.delenv("TUNEFORGE_SERVING_TOKEN", raising=False)
+    config = ServingConfig.model_validate({"base_model": str(tmp_path)})
+    with pytest.raises(ValueError, match="set TUNEFORGE_SERVING_TOKEN or set auth.tokenFile"):
+        config.auth.load_token()
+    with pytest.raises(ValueError, match="auth.enabled: false"):
+        AuthConfig(token_env=None).load_token()
+    monkeypatch.setenv("TUNEFORGE_SERVING_TOKEN", "from-env")
+    assert config.auth.load_token() == "from-env"
+    disabled = ServingConfig.model_validate(
+        {"base_model": str(tmp_path), "auth": {"enabled": False}}
+    )
+    assert disabled.auth.load_token() is None
 
 
 def test_overload_is_429_and_timeout_is_504(engine: Any, folder_source: Any) -> None:

@@ -78,3 +78,40 @@ def test_serve_refuses_a_bad_config_before_starting_ray(
     assert "maxConcurrentRequests: Input should be greater than or equal to 1" in result.output
     assert "cache_dir" not in result.output and "starting Ray Serve" not in result.output
     assert not ray.is_initialized()
+
+
+def test_serve_refuses_to_start_without_a_token_unless_auth_is_disabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from tuneforge.cli.serve import require_auth_choice
+
+    monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TUNEFORGE_SERVING_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--base-model", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "serving auth is on and no token is configured" in result.output
+    assert "TUNEFORGE_SERVING_TOKEN" in result.output and "auth.enabled: false" in result.output
+    assert "starting Ray Serve" not in result.output
+    assert not ray.is_initialized()
+    disabled = _config(tmp_path, "auth: {enabled: false}\n")
+    args = serving_args(Settings(), str(tmp_path), disabled)
+    require_auth_choice(args, disabled)  # explicitly off: allowed
+    token_file = tmp_path / "token"
+    token_file.write_text("from-a-file\n")
+    with_file = _config(tmp_path, f"auth: {{tokenFile: {token_file}}}\n")
+    require_auth_choice(serving_args(Settings(), str(tmp_path), with_file), with_file)
+
+
+def test_an_embedded_token_travels_in_a_private_file(tmp_path: Path) -> None:
+    from tuneforge.embedded.serving import write_token_file
+
+    path = write_token_file("s3cret")
+    try:
+        assert path.read_text() == "s3cret"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        path.unlink()
+        path.parent.rmdir()
