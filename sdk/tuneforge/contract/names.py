@@ -24,6 +24,14 @@ class Tag:
     """Base model URI of a registered version."""
     MODEL_VERSION: Final = "tuneforge.model_version"
     """The version number the run registered, as text (runs)."""
+    SOURCE: Final = "tuneforge.source"
+    """Where a version came from when not trained here: `import` (runs and versions)."""
+    SOURCE_SHA256: Final = "tuneforge.source_sha256"
+    """sha256 of the imported file, as the user gave it."""
+    SOURCE_LAYOUT: Final = "tuneforge.source_layout"
+    """The imported file's layout: `diffusers`, `kohya`, `diffusers-embedding`, `a1111-embedding`."""
+    SOURCE_FILE: Final = "tuneforge.source_file"
+    """The imported file's name."""
 
 
 class Metric:
