@@ -105,16 +105,32 @@ app.kubernetes.io/component: serving
 {{- default (printf "%s-mlflow" (include "tuneforge.fullname" .) | trunc 63 | trimSuffix "-") .Values.mlflowTracking.existingSecret -}}
 {{- end -}}
 
-{{/* Cluster-wide mode: no watchNamespaces given. */}}
+{{/* Cluster-wide mode: only when `operator.clusterWide` says so (namespaced is the default). */}}
 {{- define "tuneforge.clusterWide" -}}
-{{- if not .Values.operator.watchNamespaces -}}true{{- end -}}
+{{- if .Values.operator.clusterWide -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The namespaces the operator watches, as a JSON list (read with fromJsonArray): none in
+cluster-wide mode, else `operator.watchNamespaces`, else the release's own namespace.
+*/}}
+{{- define "tuneforge.watchNamespaces" -}}
+{{- if .Values.operator.clusterWide -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- fail "operator.clusterWide: true watches every namespace: empty operator.watchNamespaces, or set operator.clusterWide: false to watch only those" -}}
+{{- end -}}
+[]
+{{- else -}}
+{{- toJson (.Values.operator.watchNamespaces | default (list .Release.Namespace)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
 THE operator's permissions on the namespaces it watches, defined once and rendered into the
 ClusterRole (cluster-wide mode) or into one Role per watched namespace (single-namespace mode),
 as kuberay-operator's chart does. No Secrets, no Pods: the operator only reads and writes its
-jobs, their RayJobs and Events. Cluster-wide-only and own-namespace rules are separate below.
+jobs, their RayJobs and Events, and only with the verbs its code calls (no delete: owner
+references garbage-collect RayJobs; tests/unit/helm/test_chart_rbac_verbs.py checks both ways). Cluster-wide-only and own-namespace rules are separate below.
 */}}
 {{- define "tuneforge.operatorRules" -}}
 - apiGroups: ["tuneforge.io"]
@@ -122,13 +138,13 @@ jobs, their RayJobs and Events. Cluster-wide-only and own-namespace rules are se
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["tuneforge.io"]
   resources: ["finetunejobs/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["ray.io"]
   resources: ["rayjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end -}}
 
 {{/* kopf's peering objects: cluster-scoped in cluster-wide mode, namespaced otherwise. */}}
@@ -160,7 +176,7 @@ is here and nowhere else (fields of tuneforge_operator.settings.OperatorSettings
 - name: HOME
   value: /tmp
 - name: TUNEFORGE_OPERATOR_NAMESPACES
-  value: {{ join "," .Values.operator.watchNamespaces | quote }}
+  value: {{ join "," (include "tuneforge.watchNamespaces" . | fromJsonArray) | quote }}
 - name: TUNEFORGE_OPERATOR_RUNTIME_CONFIGMAP
   value: {{ include "tuneforge.runtimesConfigMapName" . | quote }}
 - name: TUNEFORGE_OPERATOR_RUNTIME_NAMESPACE

@@ -135,7 +135,9 @@ def test_operator_settings_parse_the_chart_env(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("TUNEFORGE_OPERATOR_RUNTIME_NAMESPACE", "tf-system")  # downward API
     settings = OperatorSettings()
-    assert settings.namespaces == values.get("operator", {}).get("watchNamespaces", [])
+    operator_values = values.get("operator", {})
+    watched = [] if operator_values.get("clusterWide") else ["tf-system"]  # the release's own
+    assert settings.namespaces == (operator_values.get("watchNamespaces") or watched)
     assert settings.runtime_configmap == one(docs, "ConfigMap", "-runtimes")["metadata"]["name"]
     assert settings.peering_name == "tuneforge"
     assert settings.peering_lifetime_seconds == 60

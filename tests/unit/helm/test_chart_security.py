@@ -74,14 +74,30 @@ def _rules(role: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
 
 JOB_RULES = {
     ("tuneforge.io", "finetunejobs", ("get", "list", "patch", "watch")),
-    ("tuneforge.io", "finetunejobs/status", ("get", "patch", "update")),
-    ("ray.io", "rayjobs", ("create", "delete", "get", "list", "patch", "watch")),
-    ("", "events", ("create", "patch")),
+    ("tuneforge.io", "finetunejobs/status", ("patch",)),
+    ("ray.io", "rayjobs", ("create", "get", "list", "patch", "watch")),
+    ("", "events", ("create",)),
 }
 
 
+def test_namespaced_mode_is_the_default_and_watches_the_release_namespace(chart: Path) -> None:
+    docs = render(chart, namespace="tf-system")
+    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    (role,) = find(docs, "Role", "-operator")
+    assert role["metadata"]["namespace"] == "tf-system"
+    assert one(docs, "KopfPeering")["metadata"]["namespace"] == "tf-system"
+
+
+def test_cluster_wide_refuses_a_namespace_list(chart: Path) -> None:
+    import pytest
+
+    values = {"operator": {"clusterWide": True, "watchNamespaces": ["team-a"]}}
+    with pytest.raises(AssertionError, match="operator.clusterWide: true watches every namespace"):
+        render(chart, values)
+
+
 def test_cluster_wide_and_namespaced_modes_share_one_rule_set(chart: Path) -> None:
-    cluster_docs = render(chart, VARIANTS["defaults"])
+    cluster_docs = render(chart, VARIANTS["cluster-wide"])
     cluster_role = one(cluster_docs, "ClusterRole", "-operator")
     cluster_rules = set(_rules(cluster_role))
     assert JOB_RULES <= cluster_rules
@@ -120,11 +136,12 @@ def test_runtimes_are_read_only_in_the_operators_namespace(chart: Path) -> None:
     docs = render(chart, VARIANTS["single-namespace"], namespace="tf-system")
     reader = one(docs, "Role", "-runtimes-reader")
     assert reader["metadata"]["namespace"] == "tf-system"
-    assert _rules(reader) == [("", "configmaps", ("get", "list", "watch"))]
+    assert _rules(reader) == [("", "configmaps", ("get",))]
 
 
 def test_peering_objects_follow_the_mode(chart: Path) -> None:
-    assert one(render(chart), "ClusterKopfPeering")["metadata"]["name"] == "tuneforge"
+    clusterwide = render(chart, VARIANTS["cluster-wide"])
+    assert one(clusterwide, "ClusterKopfPeering")["metadata"]["name"] == "tuneforge"
     peerings = find(render(chart, VARIANTS["single-namespace"]), "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
 

@@ -15,6 +15,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         **ENDPOINTS,
         "operator": {"watchNamespaces": ["team-a", "team-b"]},
     },
+    "cluster-wide": {**ENDPOINTS, "operator": {"clusterWide": True}},
     "serving-gpu": {
         **ENDPOINTS,
         "serving": {
