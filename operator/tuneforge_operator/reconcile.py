@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tuneforge.api import FineTuneJob, FineTuneJobStatus, Reason
+from tuneforge.api.base import error_messages
 from tuneforge.api.runtime import TrainingRuntime
 from tuneforge.api.status_rules import (
     Blocker,
@@ -99,11 +100,8 @@ def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 
 
 def _validation_message(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "Invalid spec: " + "; ".join(parts)
+    """The first three readable lines, as the admission webhook and the CLI word them."""
+    return "Invalid spec: " + "; ".join(error_messages(error, FineTuneJob)[:3])
 
 
 def _fingerprint(rayjob: Mapping[str, Any]) -> str:
@@ -199,7 +197,9 @@ class Reconciler:
         except ValidationError as error:
             message = _validation_message(error)
             blocker = Blocker(Reason.INVALID_SPEC, message, permanent=True)
-            observed = Observed(generation, ray_job_name=child, blocker=blocker)
+            # No RayJob will exist for an invalid spec: name none unless one already does.
+            existing_child = current.ray_job_name if current is not None else None
+            observed = Observed(generation, ray_job_name=existing_child, blocker=blocker)
             await self._write(raw, current, compute_status(current, observed))
             return Outcome(permanent_error=message)
 

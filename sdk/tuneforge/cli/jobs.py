@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tuneforge.api import FineTuneJob, load_job
+from tuneforge.api.base import error_messages
 from tuneforge.cli.output import (
     OutputFormat,
     TrainingProgressBar,
@@ -71,7 +72,11 @@ def handle_errors(command: F) -> F:
             err.print(f"error: {exc}")
             raise typer.Exit(EXIT_FAILED) from None
         except ValidationError as exc:
-            err.print(f"error: invalid FineTuneJob:\n{exc}")
+            if exc.title == FineTuneJob.__name__:
+                lines = error_messages(exc, FineTuneJob)
+            else:
+                lines = [str(exc)]
+            err.print("error: invalid FineTuneJob:\n" + "\n".join(f"  {line}" for line in lines))
             raise typer.Exit(EXIT_USAGE) from None
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"error: {exc}")

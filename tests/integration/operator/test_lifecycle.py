@@ -243,6 +243,22 @@ def test_a_job_queued_by_its_runtime_stays_suspended_for_kueue(
     assert rayjob["spec"]["suspend"] is True, "the operator resumed a job Kueue has not admitted"
 
 
+def test_an_invalid_spec_fails_readably_and_names_no_rayjob(
+    kube: KubeCluster, kube_namespace: str, start_operator: StartOperator
+) -> None:
+    """With no webhook, a name the apiserver takes but the RayJob's labels cannot carry ends
+    as InvalidSpec, worded like the webhook and the CLI, with no RayJob named or created."""
+    start_operator(kube_namespace)
+    name = "n" * 64
+    create_job(kube, kube_namespace, job_manifest(name))
+    job = wait_for_condition(kube, kube_namespace, name, "Succeeded", status="False")
+    succeeded = condition(job, "Succeeded")
+    assert succeeded["reason"] == "InvalidSpec"
+    assert succeeded["message"].startswith("Invalid spec: metadata.name: "), succeeded["message"]
+    assert not (job.get("status") or {}).get("rayJobName")
+    assert rayjobs(kube, kube_namespace) == []
+
+
 def test_deleting_the_job_garbage_collects_its_rayjob(
     kube: KubeCluster, kube_namespace: str, start_operator: StartOperator
 ) -> None:
