@@ -47,11 +47,10 @@ test: lint typecheck imports kube-assets helm-bin
 	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" HELM_BIN="$$(scripts/get-helm.sh)" \
 		$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
 
-# SD 1.5 at its real size (random weights, ~4 GB on disk, 5-8 GB of memory per job). Not yet
-# part of `make test`: on 2 cores its bf16 LoRA step does not fit the tier's 8-minute budget
-# (benchmarks/README.md, "Real size").
+# SD 1.5 at its real size (random weights, ~4 GB on disk, 5-8 GB of memory per job): the last
+# tier of `make test`, alone here (docs/testing.md).
 test-realsize: setup
-	$(NETNS) $(PY) -m pytest -m realsize tests/realsize tests/unit/assets $(PYTEST_ARGS)
+	$(NETNS) $(PY) -m pytest tests/realsize $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output

@@ -10,6 +10,7 @@ prints the peak RSS of what it ran. Run inside scripts/netns-run (Ray starts).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,32 @@ TOLERANCE = 2.0 / 255 + 1e-6
 of the padded rank-16 hot-swap slot over an 860 M-parameter UNet)."""
 
 
+def test_sd15_random_has_the_published_architecture(sd15_random: Sd15Random) -> None:
+    """Folder and single file: SD 1.5's published sizes, the same weights, one fingerprint."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors import safe_open
+
+    from tuneforge.assets.sd15 import SD15, SD15_UNET_PARAMETERS, config_dir, single_file_config_dir
+    from tuneforge.assets.sd15_random import SD15_RANDOM_MARKER
+    from tuneforge.base_fingerprint import base_model_fingerprint
+
+    folder, single = sd15_random.folder, sd15_random.single_file
+    marker = json.loads((folder / SD15_RANDOM_MARKER).read_text())
+    assert marker["parameters"]["unet"] == SD15_UNET_PARAMETERS
+    assert base_model_fingerprint(single) == base_model_fingerprint(folder)
+    assert single_file_config_dir(single) == config_dir(SD15)
+    unet = UNet2DConditionModel.from_single_file(
+        str(single), config=str(folder), subfolder="unet", local_files_only=True
+    )
+    assert sum(p.numel() for p in unet.parameters()) == SD15_UNET_PARAMETERS
+    with safe_open(str(folder / "unet/diffusion_pytorch_model.safetensors"), "pt") as handle:
+        state = unet.state_dict()
+        for key in handle.keys():
+            assert torch.equal(handle.get_tensor(key), state[key]), key
+    print(f"\nsingle file {single.stat().st_size / 2**30:.2f} GiB")
+
+
 def _fetched(trained: Trained, model: str) -> Any:
     """Version 1 of `model` fetched from the jobs' registry (files and typed manifest)."""
     from tuneforge.contract import AdapterRef
@@ -40,6 +67,7 @@ def _fetched(trained: Trained, model: str) -> Any:
 def _succeeded(trained: Trained, key: str, model: str) -> None:
     run = trained.runs[key]
     print("\n" + run.peak.line(f"of the {key} job (tuneforge run, Ray included)"))
+    print(f"{key} job: {run.seconds:.0f} s from `tuneforge run` to its exit")
     assert run.returncode == 0, run.output[-4000:]
     assert f"→ {model} version 1" in run.output, run.output[-4000:]
 
@@ -73,6 +101,7 @@ def test_textual_inversion_job_learns_768_wide_rows(trained: Trained) -> None:
 def _compare(served: Rendered, reference: Rendered, key: str) -> None:
     print("\n" + served.peak.line("of the serving engine (single file, 3 renders)"))
     print(reference.peak.line("of the plain diffusers reference (folder, 3 renders)"))
+    print(f"serving {served.seconds:.0f} s, diffusers reference {reference.seconds:.0f} s")
     ours, theirs = served.images[key], reference.images[key]
     difference = np.abs(ours - theirs)
     print(f"{key}: max |serving - diffusers| = {difference.max() * 255:.2f} levels of 255")
