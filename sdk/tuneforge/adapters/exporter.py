@@ -38,7 +38,11 @@ def export_adapter(
     A1111 and diffusers read: export them with `--format diffusers`) or a full fine-tune.
     """
     settings = settings or Settings()
-    fmt = ExportFormat(export_format)
+    try:
+        fmt = ExportFormat(export_format)
+    except ValueError:
+        choices = ", ".join(f.value for f in ExportFormat)
+        raise AdapterFormatError(f"--format {export_format!r}: use one of {choices}") from None
     registry = AdapterRegistry(settings)
     fetched = registry.fetch(registry.resolve(ref), Path(settings.home) / "cache" / "adapters")
     manifest = fetched.manifest

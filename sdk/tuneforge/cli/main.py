@@ -32,6 +32,7 @@ def _register_optional_groups() -> None:
     for module_name in (
         "tuneforge.cli.assets",
         "tuneforge.cli.jobs",
+        "tuneforge.cli.adapters",
         "tuneforge.cli.serve",
         "tuneforge.cli.demo",
     ):

@@ -25,7 +25,7 @@ from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, load_job
 from tuneforge.client.backend import JobBackend, JobEvent
 from tuneforge.client.state import JobProgress
 from tuneforge.errors import ConfigurationError, JobFailedError, WaitTimeoutError
-from tuneforge.registry import AdapterRegistry, RegisteredAdapter
+from tuneforge.registry import AdapterRegistry, RegisteredAdapter, RegisteredVersion
 from tuneforge.settings import Settings
 
 BACKENDS = ("local", "kubernetes")
@@ -137,6 +137,44 @@ class Client:
     def promote(self, model: str, version: str | int, alias: str) -> None:
         """Point `alias` (e.g. `production`) of a registered adapter at `version`."""
         AdapterRegistry(self.settings).promote(model, version, alias)
+
+    def import_adapter(
+        self,
+        path: str | Path,
+        name: str,
+        *,
+        base_model: str | None = None,
+        alias: str | None = None,
+        token: str | None = None,
+        max_rank: int | None = None,
+    ) -> RegisteredVersion:
+        """Register a diffusers/peft, kohya/A1111 LoRA or a diffusers/A1111 embedding file.
+
+        The file is converted to the layout serving reads and checked against the base's
+        shapes and serving's slots (`max_rank`: the server's `hotswap.maxLoraRank`, default
+        16); see `tuneforge.adapters.import_adapter`. Needs the torch stack for LoRA files.
+        """
+        from tuneforge.adapters import ServingLimits, import_adapter
+
+        limits = ServingLimits(max_rank=max_rank) if max_rank else None
+        return import_adapter(
+            path,
+            name,
+            base_model=base_model,
+            alias=alias,
+            token=token,
+            limits=limits,
+            settings=self.settings,
+        )
+
+    def export_adapter(self, ref: str, path: str | Path, export_format: str = "kohya") -> Path:
+        """Write registered adapter `ref` (`name`, `name@alias`, `name/3`) to `path`.
+
+        `export_format`: `kohya` (kohya-ss / A1111 / ComfyUI keys) or `diffusers`.
+        """
+        from tuneforge.adapters import export_adapter
+
+        return export_adapter(ref, path, export_format, settings=self.settings)
 
 
 def as_job(source: JobSource) -> FineTuneJob:
