@@ -129,10 +129,16 @@ def parse_lora_state_dict(
         if set(pair) != {"a", "b"}:
             raise AdapterRejected(f"adapter {name}: {component}.{module_path} lacks its A or B")
         a, b = pair["a"], pair["b"]
-        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+        if a.ndim != 2 or b.ndim != 2:
             raise AdapterRejected(
-                f"adapter {name}: {component}.{module_path} is not a linear LoRA pair "
-                f"(A {tuple(a.shape)}, B {tuple(b.shape)}); only Linear layers can be hot-swapped"
+                f"adapter {name}: {component}.{module_path} is a convolution LoRA layer (LoCon, "
+                f"A {tuple(a.shape)}, B {tuple(b.shape)}); serving's LoRA slots hold Linear "
+                "layers only"
+            )
+        if a.shape[0] != b.shape[1]:
+            raise AdapterRejected(
+                f"adapter {name}: {component}.{module_path} is not a LoRA pair: A has rank "
+                f"{a.shape[0]}, B {b.shape[1]}"
             )
         config = configs[component]
         if config.get("use_dora"):
