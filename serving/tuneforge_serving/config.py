@@ -128,7 +128,11 @@ class ServingConfig(_Model):
     """Everything the serving application needs; validated once in `build_app`."""
 
     base_model: str
-    """Base model: a local directory, `s3://bucket/prefix` (downloaded once) or `hf://org/name`."""
+    """Base model: a diffusers folder or one `.safetensors` checkpoint, local, `s3://` (downloaded once) or `hf://org/name[/file.safetensors]`."""
+    base_model_revision: str | None = None
+    """Hub revision (branch, tag or commit) of an `hf://` base (or `@rev` in the URI)."""
+    base_model_variant: Literal["fp16"] | None = None
+    """`fp16` fetches a diffusers folder's `*.fp16.safetensors` files."""
     model_name: str = "sd15"
     """Name of the model deployment (one per base model)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -76,7 +76,12 @@ class ServingEngine:
         self, config: ServingConfig, source: AdapterSource, pipeline: Any | None = None
     ) -> None:
         self.config = config
-        location = locate_base_model(config.base_model, config.cache_dir)
+        location = locate_base_model(
+            config.base_model,
+            config.cache_dir,
+            revision=config.base_model_revision,
+            variant=config.base_model_variant,
+        )
         self.device = pick_device(config.device)
         self.pipeline = (
             pin_execution_device(pipeline, self.device)

@@ -132,7 +132,7 @@ class _Trainer:
         cache = self.plan.cache_path
         base = self.spec.base_model
         self.model_dir = resolve_base_model(
-            self.plan.model_uri, cache, self.settings, revision=base.revision
+            self.plan.model_uri, cache, self.settings, revision=base.revision, variant=base.variant
         ).path
         dataset_dir = materialize(self.plan.dataset_uri, cache, self.settings)
         training = self.spec.training

@@ -162,7 +162,7 @@ def model_config_dir(job: FineTuneJob, settings: Settings, cache_dir: Path) -> P
     naming the weight files an S3 folder lacks; KeyError when a checkpoint is not SD 1.x.
     """
     base = job.spec.base_model
-    source = parse_base_model(base.uri, base.revision)
+    source = parse_base_model(base.uri, base.revision, base.variant)
     if source.single_file:
         header = _checkpoint_header(source, cache_dir / "headers", settings)
         folder: Path = config_dir(architecture_for(single_file_signature(header)), settings)

@@ -9,6 +9,7 @@ rules between training fields. Every message names the field and the fix.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -67,14 +68,16 @@ class LrScheduler(str, Enum):
 
 
 class BaseModelSpec(ApiModel):
-    """The Stable Diffusion 1.5 checkpoint to start from (a diffusers folder)."""
+    """The Stable Diffusion 1.5 checkpoint to start from (a diffusers folder or one file)."""
 
     uri: str = Field(
         default=DEFAULT_BASE_MODEL, min_length=1, pattern=r"^(hf://|s3://|/|file://|\./).+"
     )
-    """Where the diffusers folder lives: `hf://org/name`, `s3://bucket/prefix`, or a local path (embedded mode)."""
+    """A diffusers folder (`hf://org/name`, `s3://bucket/prefix`, or a local path in embedded mode) or one original-layout `.safetensors` checkpoint (`hf://org/name/file.safetensors`, `s3://bucket/key.safetensors`, a local file)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) for `hf://` URIs; ignored otherwise."""
+    variant: Literal["fp16"] | None = None
+    """Weight-file variant of a diffusers folder: `fp16` fetches the `*.fp16.safetensors` files (half the download). Training keeps its own `training.mixedPrecision`."""
 
     _no_dot_segments = field_validator("uri")(refuse_dot_segments)
 

@@ -70,6 +70,9 @@ def _ti(**extra: Any) -> dict[str, Any]:
 
 
 INVALID_CASES: list[InvalidCase] = [
+    InvalidCase(
+        "base-model-variant-not-fp16", "spec.baseModel.variant", {"spec.baseModel.variant": "bf16"}
+    ),
     # --- cross-field rules (pydantic model validator / CRD anyOf rules)
     InvalidCase(
         "textual-inversion-without-section",
