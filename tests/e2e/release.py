@@ -90,6 +90,7 @@ def chart_values(
         "mlflowTracking": {"uri": mlflow.tracking_uri},
         "serving": {
             "enabled": True,
+            "auth": {"enabled": False},  # the test calls the API without a token
             "app": {
                 "baseModel": base_model_uri,
                 "device": "cpu",

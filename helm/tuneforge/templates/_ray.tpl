@@ -72,7 +72,7 @@ env:
   - name: MLFLOW_DISABLE_TELEMETRY
     value: "true"
   {{- include "tuneforge.endpointEnv" . | nindent 2 }}
-  {{- if .Values.serving.auth.existingSecret }}
+  {{- if and .Values.serving.auth.enabled .Values.serving.auth.existingSecret }}
   - name: TUNEFORGE_SERVING_TOKEN
     valueFrom:
       secretKeyRef:

@@ -56,6 +56,7 @@ def _networking(chart: Path, namespace: str) -> list[dict[str, Any]]:
         **ENDPOINTS,
         "serving": {
             "enabled": True,
+            "auth": {"existingSecret": "serving-token"},
             "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "sd@p.iam"}},
             "ingress": {
                 "enabled": True,
@@ -78,7 +79,9 @@ def test_networking_objects_are_accepted_with_nothing_pruned(
 ) -> None:
     sent = _networking(chart, kube_namespace)
     assert {d["kind"] for d in sent} == {"NetworkPolicy", "Ingress", "ServiceAccount"}
-    assert len(sent) == 4
+    assert len(sent) == 5
+    policies = sorted(d["metadata"]["name"] for d in sent if d["kind"] == "NetworkPolicy")
+    assert policies == ["tf-tuneforge-operator", "tf-tuneforge-serving", "tf-tuneforge-training"]
     for doc in sent:
         got = create(kube.rest, doc)
         for field in ("spec", "metadata"):
@@ -91,7 +94,11 @@ def test_networking_objects_are_accepted_with_nothing_pruned(
 
 def test_install_leaves_out_only_what_1_20_cannot_serve(chart: Path) -> None:
     """The chart's install on the test apiserver skips the PodDisruptionBudgets, nothing else."""
-    values = {**ENDPOINTS, "operator": {"replicas": 2}, "serving": {"enabled": True}}
+    values = {
+        **ENDPOINTS,
+        "operator": {"replicas": 2},
+        "serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}},
+    }
     docs = render(chart, values)
     skipped = sorted(d["metadata"]["name"] for d in docs if too_new_for_the_test_apiserver(d))
     assert skipped == ["tf-tuneforge-operator", "tf-tuneforge-serving"]

@@ -99,7 +99,8 @@ def _operator_does_its_job(
     name = created.body["metadata"]["name"]
     suspend = operator.request("PATCH", f"{rayjobs}/{name}", {"spec": {"suspend": True}}, MERGE)
     assert _status(suspend) == 200, suspend.message
-    assert _status(operator.request("DELETE", f"{rayjobs}/{name}")) == 200
+    # No delete: the job's owner reference garbage-collects its RayJob.
+    assert _status(operator.request("DELETE", f"{rayjobs}/{name}")) == 403
 
     event = {
         "apiVersion": "v1",
@@ -114,7 +115,9 @@ def _operator_does_its_job(
     assert _status(posted) == 201, posted.message
     events = collection_path("Event", job_ns)
     bump = operator.request("PATCH", f"{events}/{event['metadata']['name']}", {"count": 2}, MERGE)
-    assert _status(bump) == 200
+    assert _status(bump) == 403, "kopf only posts Events"
+    replace = operator.request("PUT", f"{jobs}/rbac-job/status", patched.body)
+    assert _status(replace) == 403, "the status is only merge-patched"
 
 
 def _operator_is_refused(
@@ -133,6 +136,7 @@ def _operator_is_refused(
             f"/api/v1/namespaces/{own_ns}/secrets/{own_secret}",
         ),
         "read ConfigMaps of a job namespace": ("GET", f"/api/v1/namespaces/{job_ns}/configmaps"),
+        "list ConfigMaps of its own namespace": ("GET", f"/api/v1/namespaces/{own_ns}/configmaps"),
         "list Pods": ("GET", f"/api/v1/namespaces/{job_ns}/pods"),
         "delete a FineTuneJob": ("DELETE", f"{collection_path('FineTuneJob', job_ns)}/rbac-job"),
         "create a RayCluster": (
@@ -151,7 +155,7 @@ def _operator_is_refused(
 def test_cluster_wide_operator_can_do_its_job_and_no_more(
     kube: KubeCluster, kube_namespace: str, job_namespaces: list[str], chart: Path
 ) -> None:
-    docs, created = _install(kube, chart, kube_namespace, {})
+    docs, created = _install(kube, chart, kube_namespace, {"operator": {"clusterWide": True}})
     try:
         sa = one(docs, "ServiceAccount", "")["metadata"]["name"]
         operator = as_service_account(kube, kube_namespace, sa)

@@ -50,7 +50,9 @@ def _rayservice(chart: Path, namespace: str, values: dict[str, Any]) -> dict[str
 def test_rayservice_is_accepted_with_nothing_pruned(
     kube: KubeCluster, kube_namespace: str, chart: Path, variant: str
 ) -> None:
-    values = VARIANTS.get(variant) or {"serving": {"enabled": True}}
+    values = VARIANTS.get(variant) or {
+        "serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}}
+    }
     sent = _rayservice(chart, kube_namespace, values)
     got = create(kube.rest, sent)
     pruned = missing_paths(sent["spec"], got["spec"])

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.unit.helm.helmchart import chart_copy, find, one, render
 
-SERVING = {"serving": {"enabled": True}}
+SERVING = {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}}}
 
 
 def _rules_by_port(policy: dict[str, Any]) -> dict[int | None, list[Any] | None]:
@@ -108,3 +108,53 @@ def test_a_webhook_port_on_the_operator_is_opened_for_the_apiserver(
     values = {"networkPolicy": {"operator": {"webhookFrom": control_plane}}}
     policy = one(render(chart, values), "NetworkPolicy", "-operator")
     assert _rules_by_port(policy)[9443] == control_plane
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels and `Exists` expressions only) selects `labels`."""
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "Exists", expression
+        if expression["key"] not in labels:
+            return False
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _training_pod_labels() -> list[dict[str, str]]:
+    """Labels of every pod a RayJob from the operator's builder makes (head, workers, submitter)."""
+    from tests.unit.operator.helpers import job, runtime
+    from tuneforge_operator.builder import build_rayjob
+
+    spec = build_rayjob(job(), runtime())["spec"]
+    cluster = spec["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    pods = [t["template"] for t in templates] + [spec["submitterPodTemplate"]]
+    return [pod["metadata"]["labels"] for pod in pods]
+
+
+def test_training_ray_ports_answer_only_training_pods_and_kuberay(chart: Path) -> None:
+    docs = render(chart, {"operator": {"watchNamespaces": ["team-a", "team-b"]}})
+    policies = find(docs, "NetworkPolicy", "-training")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
+    for policy in policies:
+        assert policy["spec"]["policyTypes"] == ["Ingress"], "egress (S3, MLflow) stays open"
+        for labels in _training_pod_labels():
+            assert _matches(policy["spec"]["podSelector"], labels), labels
+        rules = _rules_by_port(policy)
+        (own,) = rules[None] or []
+        assert own["podSelector"] == policy["spec"]["podSelector"]
+        assert "namespaceSelector" not in own, "only pods of the policy's own namespace"
+        kuberay = {"app.kubernetes.io/name": "kuberay-operator"}
+        assert rules[8265] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": kuberay}}]
+        assert set(rules) == {None, 8265}, "GCS 6379 / client 10001 only from training pods"
+    assert not _matches(policies[0]["spec"]["podSelector"], {"app": "someone-else"})
+
+
+def test_training_policy_follows_the_mode_and_its_switch(chart: Path) -> None:
+    (policy,) = find(render(chart, namespace="tf-system"), "NetworkPolicy", "-training")
+    assert policy["metadata"]["namespace"] == "tf-system"
+    assert not find(
+        render(chart, {"operator": {"clusterWide": True}}), "NetworkPolicy", "-training"
+    )
+    off = {"networkPolicy": {"training": {"enabled": False}}}
+    assert not find(render(chart, off), "NetworkPolicy", "-training")
+    assert find(render(chart, off), "NetworkPolicy", "-operator")

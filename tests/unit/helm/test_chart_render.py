@@ -84,7 +84,13 @@ def test_chart_has_no_dependencies_to_fetch() -> None:
 def test_lint_strict_passes_on_a_fresh_checkout_with_mixed_batching(chart: Path) -> None:
     """The issue's bar: the checkout as cloned (no `helm dependency update`) lints strictly."""
     assert not (chart / "charts").exists() and not (chart / "Chart.lock").exists()
-    values = {"serving": {"enabled": True, "app": {"mixedBatching": {"enabled": True}}}}
+    values = {
+        "serving": {
+            "enabled": True,
+            "auth": {"existingSecret": "serving-token"},
+            "app": {"mixedBatching": {"enabled": True}},
+        }
+    }
     result = lint(chart, values)
     assert result.returncode == 0, result.output
     assert "[WARNING]" not in result.output and "1 chart(s) linted, 0 chart(s) failed" in (

@@ -32,6 +32,7 @@ ZONE_SPREAD = {
 PLATFORM: dict[str, Any] = {
     "serving": {
         "enabled": True,
+        "auth": {"existingSecret": "serving-token"},
         "priorityClassName": "inference-high",
         "podLabels": {"team": "ml-platform"},
         "podAnnotations": {"prometheus.io/scrape": "true"},
@@ -72,7 +73,9 @@ def test_serving_pods_take_scheduling_labels_and_annotations(chart: Path) -> Non
 
 
 def test_security_context_is_configurable_and_stays_hardened(chart: Path) -> None:
-    default_pods = _pods(render(chart, {"serving": {"enabled": True}}))
+    default_pods = _pods(
+        render(chart, {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}}})
+    )
     for pod in _pods(render(chart, PLATFORM)).values():
         spec = pod["spec"]
         assert spec["securityContext"]["runAsUser"] == 2000
@@ -104,15 +107,25 @@ def test_pdb_covers_the_gpu_workers_only(chart: Path) -> None:
     pods = _pods(docs)
     assert selector.items() <= pods["worker"]["metadata"]["labels"].items()
     assert not selector.items() <= pods["head"]["metadata"]["labels"].items()
-    off = {"serving": {"enabled": True, "podDisruptionBudget": {"enabled": False}}}
+    off = {
+        "serving": {
+            "enabled": True,
+            "auth": {"existingSecret": "serving-token"},
+            "podDisruptionBudget": {"enabled": False},
+        }
+    }
     assert not find(render(chart, off), "PodDisruptionBudget")
 
 
 def test_ingress_and_httproute_route_to_kuberays_serve_service(chart: Path) -> None:
-    assert not find(render(chart, {"serving": {"enabled": True}}), "Ingress")
+    assert not find(
+        render(chart, {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}}}),
+        "Ingress",
+    )
     values = {
         "serving": {
             "enabled": True,
+            "auth": {"existingSecret": "serving-token"},
             "ingress": {
                 "enabled": True,
                 "className": "nginx",
@@ -144,7 +157,16 @@ def test_ingress_and_httproute_route_to_kuberays_serve_service(chart: Path) -> N
 def test_mixed_batching_can_be_enabled(chart: Path) -> None:
     mixed = {"enabled": True, "maxBatchSize": 8, "maxWaitS": 0.05, "maxCombinedLoras": 3}
     config = _app_args(
-        render(chart, {"serving": {"enabled": True, "app": {"mixedBatching": mixed}}})
+        render(
+            chart,
+            {
+                "serving": {
+                    "enabled": True,
+                    "auth": {"existingSecret": "serving-token"},
+                    "app": {"mixedBatching": mixed},
+                }
+            },
+        )
     )
     assert config.mixed_batching.enabled is True
     assert (config.mixed_batching.max_batch_size, config.mixed_batching.max_wait_s) == (8, 0.05)
@@ -154,7 +176,16 @@ def test_mixed_batching_can_be_enabled(chart: Path) -> None:
 @pytest.mark.parametrize("lru", [1, 2, 5])
 def test_lowering_adapter_lru_size_alone_works(chart: Path, lru: int) -> None:
     config = _app_args(
-        render(chart, {"serving": {"enabled": True, "app": {"adapterLruSize": lru}}})
+        render(
+            chart,
+            {
+                "serving": {
+                    "enabled": True,
+                    "auth": {"existingSecret": "serving-token"},
+                    "app": {"adapterLruSize": lru},
+                }
+            },
+        )
     )
     assert config.adapter_lru_size == lru
     assert config.max_adapters_per_request == lru
@@ -162,10 +193,18 @@ def test_lowering_adapter_lru_size_alone_works(chart: Path, lru: int) -> None:
 
 def test_an_explicit_adapter_limit_is_kept_and_checked(chart: Path) -> None:
     app = {"adapterLruSize": 4, "limits": {"maxAdaptersPerRequest": 2}}
-    config = _app_args(render(chart, {"serving": {"enabled": True, "app": app}}))
+    config = _app_args(
+        render(
+            chart,
+            {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}, "app": app}},
+        )
+    )
     assert config.max_adapters_per_request == 2
     app = {"adapterLruSize": 2, "limits": {"maxAdaptersPerRequest": 3}}
-    result = template(chart, {"serving": {"enabled": True, "app": app}})
+    result = template(
+        chart,
+        {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}, "app": app}},
+    )
     assert result.returncode != 0
     assert "maxAdaptersPerRequest (3) exceeds serving.app.adapterLruSize (2)" in result.output
     assert "leave maxAdaptersPerRequest unset" in result.output
@@ -187,5 +226,36 @@ def test_an_explicit_adapter_limit_is_kept_and_checked(chart: Path) -> None:
 def test_serving_values_that_cannot_work_fail_by_name(
     chart: Path, serving: dict[str, Any], complaint: str
 ) -> None:
-    result = template(chart, {"serving": {"enabled": True, **serving}})
+    result = template(
+        chart,
+        {"serving": {"enabled": True, "auth": {"existingSecret": "serving-token"}, **serving}},
+    )
     assert result.returncode != 0 and complaint in result.output, result.output
+
+
+def test_serving_auth_is_on_by_default_and_fails_closed(chart: Path) -> None:
+    from tests.unit.helm.helmchart import template
+
+    refused = template(chart, {"serving": {"enabled": True}})
+    assert refused.returncode != 0
+    assert "serving.auth.existingSecret is empty" in refused.output
+    assert "serving.auth.enabled: false" in refused.output
+
+    docs = render(chart, {"serving": {"enabled": True, "auth": {"existingSecret": "sd-token"}}})
+    config = _app_args(docs)
+    assert config.auth.enabled and config.auth.token_env == "TUNEFORGE_SERVING_TOKEN"
+    for pod in _pods(docs).values():
+        (container,) = pod["spec"]["containers"]
+        token = next(e for e in container["env"] if e["name"] == "TUNEFORGE_SERVING_TOKEN")
+        assert token["valueFrom"]["secretKeyRef"]["name"] == "sd-token"
+
+    docs = render(chart, {"serving": {"enabled": True, "auth": {"enabled": False}}})
+    assert _app_args(docs).auth.load_token() is None  # said explicitly: served openly
+    for pod in _pods(docs).values():
+        names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+        assert "TUNEFORGE_SERVING_TOKEN" not in names
+
+
+def test_the_serving_ray_cluster_uses_kuberay_token_auth(chart: Path) -> None:
+    docs = render(chart, {"serving": {"enabled": True, "auth": {"existingSecret": "sd-token"}}})
+    assert one(docs, "RayService")["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}

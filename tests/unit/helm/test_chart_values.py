@@ -151,11 +151,23 @@ def test_schema_rejects_misspelt_or_invalid_values(
     ("values", "complaint"),
     [
         (
-            {"serving": {"enabled": True, "app": {"autoscaling": {"maxReplicas": 9}}}},
+            {
+                "serving": {
+                    "enabled": True,
+                    "auth": {"existingSecret": "serving-token"},
+                    "app": {"autoscaling": {"maxReplicas": 9}},
+                }
+            },
             "serving.gpuWorkers.maxReplicas",
         ),
         (
-            {"serving": {"enabled": True, "app": {"limits": {"maxAdaptersPerRequest": 5}}}},
+            {
+                "serving": {
+                    "enabled": True,
+                    "auth": {"existingSecret": "serving-token"},
+                    "app": {"limits": {"maxAdaptersPerRequest": 5}},
+                }
+            },
             "adapterLruSize",
         ),
         ({"serviceAccount": {"create": False}}, "serviceAccount.name is required"),

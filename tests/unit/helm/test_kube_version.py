@@ -25,6 +25,7 @@ EVERYTHING_ON: dict[str, Any] = {
     "metrics": {"serviceMonitor": {"enabled": True}},
     "serving": {
         "enabled": True,
+        "auth": {"existingSecret": "serving-token"},
         "ingress": {"enabled": True},
         "httpRoute": {"enabled": True, "parentRefs": [{"name": "public"}]},
     },
