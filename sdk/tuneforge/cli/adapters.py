@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.adapters import detect_layout
 from tuneforge.cli.jobs import OutputOption, handle_errors, out
 from tuneforge.cli.output import OutputFormat, print_adapters
 from tuneforge.client.client import Client
@@ -60,6 +61,7 @@ def import_file(
     ),
 ) -> None:
     """Convert a diffusers/peft or kohya/A1111 LoRA, or a diffusers/A1111 embedding, and register it."""
+    detect_layout(path)  # pickles and unknown layouts are refused before MLflow is touched
     version = _client().import_adapter(
         path, name, base_model=base_model, alias=alias, token=token, max_rank=max_rank
     )
