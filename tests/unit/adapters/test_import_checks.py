@@ -25,6 +25,16 @@ def base(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     return resolve_base_model(str(tiny_model_dir), tmp_path_factory.mktemp("bases"), Settings())
 
 
+@pytest.fixture(scope="module")
+def single_file_base(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The tiny model as one original-layout (A1111/ComfyUI) checkpoint."""
+    from tuneforge.assets.sd15_random import write_single_file
+
+    root = tmp_path_factory.mktemp("single")
+    single = write_single_file(tiny_model_dir, root / "tiny.safetensors")
+    return resolve_base_model(str(single), root, Settings())
+
+
 def _pair(name: str, rank: int, out: int, inp: int, alpha: float, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     return {
@@ -117,3 +127,17 @@ def test_embeddings_are_checked_and_named(base: Any, tmp_path: Path) -> None:
         _convert(base, tmp_path, {"emb_params": np.ones((2, 768), np.float32)})
     with pytest.raises(AdapterFormatError, match="--token: .* is a LoRA"):
         _convert(base, tmp_path, _pair(Q, 4, 32, 32, 4.0, 1), token="<t>")
+
+
+def test_a_single_file_base_is_checked_by_its_original_names(
+    single_file_base: Any, tmp_path: Path
+) -> None:
+    te = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    converted = _convert(
+        single_file_base, tmp_path, {**_pair(Q, 4, 32, 32, 4.0, 1), **_pair(te, 4, 32, 32, 4.0, 2)}
+    )
+    assert converted.manifest.lora is not None and converted.manifest.lora.text_encoder
+    with pytest.raises(AdapterFormatError, match="the LoRA is 320x320 .* base layer is 32x32"):
+        _convert(single_file_base, tmp_path, _pair(Q, 4, 320, 320, 4.0, 1))
+    with pytest.raises(AdapterFormatError, match="128-wide vectors but .* embeds 32-wide"):
+        _convert(single_file_base, tmp_path, {"emb_params": np.ones((1, 128), np.float32)})

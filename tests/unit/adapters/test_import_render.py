@@ -128,3 +128,47 @@ def test_a1111_embedding_renders_like_diffusers_load_textual_inversion(
     reference = _reference(fresh_tiny_pipeline, prompt)
     assert np.abs(ours - reference).max() <= QUANT
     assert np.abs(ours - _served_base(engine, prompt)).mean() > 0.01
+
+
+def test_diffusers_lora_and_embedding_files_render_like_diffusers(
+    base: Any,
+    tiny_model_dir: Path,
+    fresh_tiny_pipeline: Any,
+    serving_adapters: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """A trainer-style file (alpha 4 over rank 2 in its metadata) and a 2-vector embedding."""
+    from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
+
+    lora_file = serving_adapters["lora3"] / LORA_WEIGHTS
+    ti_file = serving_adapters["ti-cat"] / TI_EMBEDDINGS
+    lora = convert_adapter(lora_file, tmp_path / "lora", base, str(tiny_model_dir))
+    ti = convert_adapter(ti_file, tmp_path / "ti", base, str(tiny_model_dir))
+    assert (lora.layout, ti.layout) == (Layout.DIFFUSERS, Layout.DIFFUSERS_EMBEDDING)
+    source = FolderAdapterSource()
+    source.add("lora", lora.folder)
+    source.add("ti", ti.folder)
+    engine = build_engine(tiny_model_dir, source, tmp_path / "cache", 2)
+    prompt = "a photo of <cat-toy>"
+    ours_lora = _served(engine, source, "lora", prompt)
+    ours_ti = _served(engine, source, "ti", prompt)
+    pipe = fresh_tiny_pipeline
+    pipe.load_textual_inversion(str(ti_file))
+    reference_ti = _reference(pipe, prompt)
+    pipe.load_lora_weights(str(lora_file), adapter_name="orig")
+    reference_both = _reference(pipe, prompt)
+    assert np.abs(ours_ti - reference_ti).max() <= QUANT
+    from tuneforge_serving.jobs import GenerationJob
+
+    both = GenerationJob(
+        adapters=[(source.resolve("lora"), 1.0), (source.resolve("ti"), 1.0)],
+        prompt=prompt,
+        steps=3,
+        width=64,
+        height=64,
+        seed=11,
+    )
+    output = engine.generate(both)
+    assert output.error is None, output.error
+    assert np.abs(png_pixels(output.images[0]) - reference_both).max() <= QUANT
+    assert np.abs(ours_lora - reference_both).mean() > 0.001  # the TI matters in that prompt
