@@ -15,6 +15,9 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """TuneForge: fine-tune Stable Diffusion 1.5 and serve the results."""
+    from tuneforge.quiet import quiet_third_party
+
+    quiet_third_party()
 
 
 @app.command("crd")
