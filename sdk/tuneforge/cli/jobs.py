@@ -1,4 +1,5 @@
-"""Job commands: submit, get, list, describe, logs, wait, delete, run, adapters, promote.
+"""Job commands: submit, get, list, describe, logs, wait, delete, run, promote (the `adapters`
+group lives in `cli/adapters.py`).
 
 Every command takes `--backend local|kubernetes` (env `TUNEFORGE_BACKEND`) and, for the
 Kubernetes backend, `--namespace` (env `TUNEFORGE_NAMESPACE`). `run` always runs here.
@@ -21,7 +22,6 @@ from tuneforge.api.base import error_messages
 from tuneforge.cli.output import (
     OutputFormat,
     TrainingProgressBar,
-    print_adapters,
     print_description,
     print_job,
     print_jobs,
@@ -277,13 +277,6 @@ def report_finished_run(job: FineTuneJob, settings: Settings) -> None:
     raise typer.Exit(EXIT_FAILED)
 
 
-def adapters(
-    output: OutputFormat = OutputOption,
-) -> None:
-    """List registered adapters (models, versions, aliases) in MLflow."""
-    print_adapters(out, Client(Settings(), backend="local").adapters(), output)
-
-
 def promote(
     model: str = typer.Argument(..., help="Registered model name."),
     version: str = typer.Argument(..., help="Version to promote."),
@@ -305,7 +298,6 @@ def register(app: typer.Typer) -> None:
         (wait, "wait"),
         (delete, "delete"),
         (run, "run"),
-        (adapters, "adapters"),
         (promote, "promote"),
     ):
         app.command(name)(handle_errors(command))
