@@ -12,6 +12,7 @@ from tuneforge_operator.handlers import post_event, register
 from tuneforge_operator.kubeapi import KubeApi
 from tuneforge_operator.metrics import serve_metrics
 from tuneforge_operator.mlflow_reader import MlflowReader
+from tuneforge_operator.peering import ensure_peering
 from tuneforge_operator.reconcile import Reconciler
 from tuneforge_operator.runtimes import RuntimeCatalog
 from tuneforge_operator.settings import OperatorSettings
@@ -48,6 +49,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     operator_settings = settings
     registry = kopf.OperatorRegistry()
     reconciler_ref: list[Reconciler] = []
+    peering_api: list[KubeApi] = []
+    peering_problems: list[str] = []
     register(registry, settings, reconciler_ref)
     certificates = register_webhook(registry, settings) if settings.webhook_port else None
 
@@ -95,9 +98,25 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             api, catalog, mlflow, post_event, operator_settings.registration_grace_seconds
         )
         reconciler_ref[:] = [reconciler]
+        if operator_settings.peering_name:
+            peering_api[:] = [api]
+            peering_problems[:] = await ensure_peering(
+                api, operator_settings.peering_name, operator_settings.namespaces
+            )
         if certificates is not None:
             await certificates.start(api)
         return info
+
+    @kopf.on.probe(registry=registry, id="peering")
+    async def peering(**_: Any) -> str:
+        """`/healthz` says whether the peering object exists (kopf pauses until it does)."""
+        if not operator_settings.peering_name:
+            return "standalone"
+        if peering_problems and peering_api:  # checked (and created) again until it exists
+            peering_problems[:] = await ensure_peering(
+                peering_api[0], operator_settings.peering_name, operator_settings.namespaces
+            )
+        return " | ".join(peering_problems) or f"ok: {operator_settings.peering_name}"
 
     return registry
 

@@ -33,6 +33,7 @@ from tuneforge_operator.builder import (
     RAYJOB_PLURAL,
     RAYJOB_VERSION,
 )
+from tuneforge_operator.final_event import finished_recently
 from tuneforge_operator.reconcile import Reconciler, parse_status
 from tuneforge_operator.settings import OperatorSettings
 
@@ -123,6 +124,7 @@ def register(
         *,
         name: str,
         namespace: str | None,
+        body: kopf.Body,
         meta: kopf.Meta,
         status: kopf.Status,
         logger: Logger,
@@ -134,10 +136,21 @@ def register(
             and current.is_finished()
             and current.observed_generation == meta.get("generation")
         ):
-            return  # terminal is terminal: nothing to re-read.
-        outcome = await reconciler_ref[0].reconcile(str(namespace), name, logger, trigger="timer")
+            # Terminal is terminal: nothing to re-read; only its final Event may be missing
+            # (a kill right after the terminal status write).
+            if finished_recently(current):
+                await reconciler_ref[0].ensure_final_event(body, logger)
+            return
+        delay = retry_delay(int(kwargs.get("retry", 0)), settings.resync_seconds)
+        try:
+            outcome = await reconciler_ref[0].reconcile(
+                str(namespace), name, logger, trigger="timer"
+            )
+        except Exception as error:
+            # Not kopf's default backoff for unexpected errors (60 s): an API server or
+            # network outage is retried on our own schedule, at most the resync interval.
+            raise kopf.TemporaryError(f"Reconcile failed: {error}", delay=delay) from error
         if outcome.retry_reason:
-            delay = retry_delay(int(kwargs.get("retry", 0)), settings.resync_seconds)
             raise kopf.TemporaryError(outcome.retry_reason, delay=delay)
 
     # kopf gives timers a finalizer so it can stop them before the object goes. We do not

@@ -51,6 +51,20 @@ def rayjob_path(namespace: str, name: str | None = None) -> str:
     return f"{base}/{name}" if name else base
 
 
+def events_path(namespace: str) -> str:
+    """Path of the core/v1 Event collection of a namespace."""
+    return f"/api/v1/namespaces/{namespace}/events"
+
+
+def peering_path(namespace: str | None, name: str | None = None) -> str:
+    """Path of kopf's peering objects: `KopfPeering` in a namespace, else `ClusterKopfPeering`."""
+    if namespace:
+        base = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings"
+    else:
+        base = "/apis/kopf.dev/v1/clusterkopfpeerings"
+    return f"{base}/{name}" if name else base
+
+
 def configmap_path(namespace: str, name: str) -> str:
     """Path of one ConfigMap."""
     return f"/api/v1/namespaces/{namespace}/configmaps/{name}"

@@ -37,6 +37,7 @@ from tuneforge_operator.builder import (
     rayjob_name,
 )
 from tuneforge_operator.entrypoint import parse_entrypoint
+from tuneforge_operator.final_event import FinalEvents, is_final_reason
 from tuneforge_operator.kubeapi import (
     AlreadyExists,
     KubeApi,
@@ -126,12 +127,22 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._lanes = CreatesFirst()
         self._seen_rayjobs: dict[str, str] = {}
+        self._final_events = FinalEvents(api)
 
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         """Drop what we keep for a deleted job."""
         self._locks.pop((namespace, name), None)
         if uid:
             JOBS.forget(uid)
+            self._final_events.forget(uid)
+
+    async def ensure_final_event(
+        self,
+        body: Mapping[str, Any],
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        """Post the final Event of a finished job unless it exists (after a restart, say)."""
+        await self._final_events.ensure(body, parse_status(body.get("status")), logger)
 
     async def reconcile(
         self,
@@ -181,6 +192,7 @@ class Reconciler:
             and current.observed_generation == generation
         ):
             self._index(uid, current)
+            await self._final_events.ensure(raw, current, logger)
             return Outcome(finished=True)
         child = current.ray_job_name if current and current.ray_job_name else rayjob_name(name)
         try:
@@ -200,7 +212,7 @@ class Reconciler:
             # No RayJob will exist for an invalid spec: name none unless one already does.
             existing_child = current.ray_job_name if current is not None else None
             observed = Observed(generation, ray_job_name=existing_child, blocker=blocker)
-            await self._write(raw, current, compute_status(current, observed))
+            await self._write(raw, logger, current, compute_status(current, observed))
             return Outcome(permanent_error=message)
 
         spec = job.spec
@@ -220,7 +232,7 @@ class Reconciler:
                 # The child's name is in status before the child exists: a restart finds it.
                 pending = compute_status(current, base)
                 try:
-                    await self._write(raw, current, pending)
+                    await self._write(raw, logger, current, pending)
                 except BaseException:
                     runtime_lookup.cancel()
                     raise
@@ -250,9 +262,9 @@ class Reconciler:
             # The status after a create is not urgent: in a burst of new jobs it waits for
             # the other jobs' creates (see lanes.py).
             async with self._lanes.follow_up():
-                await self._write(raw, current, new)
+                await self._write(raw, logger, current, new)
         else:
-            await self._write(raw, current, new)
+            await self._write(raw, logger, current, new)
         if create_blocker is not None:
             return Outcome(retry_reason=create_blocker.message)
         return Outcome(finished=new.is_finished())
@@ -340,7 +352,11 @@ class Reconciler:
             return None, str(error)
 
     async def _write(
-        self, raw: Mapping[str, Any], current: FineTuneJobStatus | None, new: FineTuneJobStatus
+        self,
+        raw: Mapping[str, Any],
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        current: FineTuneJobStatus | None,
+        new: FineTuneJobStatus,
     ) -> bool:
         self._index(str(raw["metadata"]["uid"]), new)
         before, after = wire(current), wire(new)
@@ -354,7 +370,9 @@ class Reconciler:
         )
         STATUS_WRITES.inc()
         for event in events_for(current, new):
-            self._post_event(raw, event)
+            if not is_final_reason(event.reason, new):
+                self._post_event(raw, event)
+        await self._final_events.ensure(raw, new, logger)
         return True
 
     @staticmethod
