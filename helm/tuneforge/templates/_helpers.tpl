@@ -149,14 +149,15 @@ references garbage-collect RayJobs; tests/unit/helm/test_chart_rbac_verbs.py che
 
 {{/* kopf's peering objects: cluster-scoped in cluster-wide mode, namespaced otherwise. */}}
 {{- define "tuneforge.peeringRules" -}}
+{{- /* create: the operator makes a missing peering object itself (peering.py). */}}
 {{- if include "tuneforge.clusterWide" . }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "create"]
 {{- else }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch", "create"]
 {{- end }}
 {{- end -}}
 

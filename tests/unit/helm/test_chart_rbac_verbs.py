@@ -18,13 +18,17 @@ import pytest
 from tests.unit.helm.helmchart import REPO_ROOT, find, one, render
 from tests.unit.helm.variants import VARIANTS
 
+PEERING = "<peering>"
+"""kopf's peering resource: `kopfpeerings` in namespaced mode, `clusterkopfpeerings` else."""
 OPERATOR_SOURCES = REPO_ROOT / "operator" / "tuneforge_operator"
-API_CALL = re.compile(r"_api\.(get|create|merge_patch)\(\s*(\w+)_path\(([^)]*)\)")
+API_CALL = re.compile(r"\b_?api\.(get|create|merge_patch)\(\s*(\w+)_path\(([^)]*)\)")
 KUBEAPI_VERBS = {"get": "get", "create": "create", "merge_patch": "patch"}
 PATH_RESOURCES = {
     "finetunejob": ("tuneforge.io", "finetunejobs"),
     "rayjob": ("ray.io", "rayjobs"),
     "configmap": ("", "configmaps"),
+    "events": ("", "events"),
+    "peering": ("kopf.dev", PEERING),
 }
 """The `kubeapi.*_path` helpers and the resource each one addresses."""
 KOPF_WATCH_VERBS = {"list", "watch"}
@@ -93,6 +97,7 @@ def _expected(peering: str) -> Rules:
     expected.pop(("", "configmaps"))  # the runtimes ConfigMap: its own Role, checked below
     # kopf's peering: reads the peers, patches in its own heartbeat.
     _add(expected, ("kopf.dev", peering), {"get", "list", "watch", "patch"})
+    _add(expected, ("kopf.dev", peering), expected.pop(("kopf.dev", PEERING), set()))
     return expected
 
 
@@ -102,6 +107,8 @@ def test_the_code_calls_what_this_test_expects() -> None:
     assert calls[("tuneforge.io", "finetunejobs/status")] == {"patch"}
     assert calls[("ray.io", "rayjobs")] == {"get", "create", "patch"}
     assert calls[("", "configmaps")] == {"get"}
+    assert calls[("", "events")] == {"create"}
+    assert calls[("kopf.dev", PEERING)] == {"get", "create"}
     assert "delete" not in set().union(*calls.values(), *kopf_calls().values())
 
 

@@ -102,7 +102,7 @@ def test_cluster_wide_and_namespaced_modes_share_one_rule_set(chart: Path) -> No
     cluster_rules = set(_rules(cluster_role))
     assert JOB_RULES <= cluster_rules
     assert cluster_rules - JOB_RULES == {
-        ("kopf.dev", "clusterkopfpeerings", ("get", "list", "patch", "watch")),
+        ("kopf.dev", "clusterkopfpeerings", ("create", "get", "list", "patch", "watch")),
         ("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch")),
     }
     assert not find(cluster_docs, "Role", "-operator")
@@ -113,7 +113,7 @@ def test_cluster_wide_and_namespaced_modes_share_one_rule_set(chart: Path) -> No
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert set(_rules(role)) == JOB_RULES | {
-            ("kopf.dev", "kopfpeerings", ("get", "list", "patch", "watch"))
+            ("kopf.dev", "kopfpeerings", ("create", "get", "list", "patch", "watch"))
         }
     bindings = find(ns_docs, "RoleBinding", "-operator")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
