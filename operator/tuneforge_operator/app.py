@@ -50,7 +50,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     reconciler_ref: list[Reconciler] = []
     peering_api: list[KubeApi] = []
-    peering_problems: list[str] = []
+    peering_problems = ["not checked yet (logging in)"]
     register(registry, settings, reconciler_ref)
     certificates = register_webhook(registry, settings) if settings.webhook_port else None
 

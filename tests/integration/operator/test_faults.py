@@ -20,6 +20,7 @@ from tests.integration.operator.harness import (
     OperatorProcess,
     create_job,
     events,
+    get_rayjob,
     install_runtimes,
     job_manifest,
     wait_for_condition,
@@ -53,8 +54,76 @@ def test_namespaced_operator_with_the_default_peering_name_handles_jobs(
         "GET", f"/apis/kopf.dev/v1/namespaces/{kube_namespace}/kopfpeerings/tuneforge"
     )
     assert peering.ok, peering.message
+    wait_until("/healthz", lambda: _health(operator)["peering"] == "ok: tuneforge", 30)
+
+
+def _health(operator: OperatorProcess) -> dict[str, Any]:
     with urllib.request.urlopen(operator.liveness_url, timeout=10) as response:
-        assert json.load(response)["peering"] == "ok: tuneforge"
+        return dict(json.load(response))
+
+
+def _role_without_peering_create(kube: KubeCluster, namespace: str) -> None:
+    """What the operator needs in its namespace, less `create` on kopfpeerings."""
+    rules = [
+        (["tuneforge.io"], ["finetunejobs"], ["get", "list", "watch", "patch"]),
+        (["tuneforge.io"], ["finetunejobs/status"], ["patch"]),
+        (["ray.io"], ["rayjobs"], ["get", "list", "watch", "create", "patch"]),
+        ([""], ["configmaps"], ["get"]),
+        ([""], ["events"], ["create"]),
+        (["kopf.dev"], ["kopfpeerings"], ["get", "list", "watch", "patch"]),
+    ]
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "operator"},
+        "rules": [{"apiGroups": g, "resources": r, "verbs": v} for g, r, v in rules],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
+    }
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    for path, body in ((f"{rbac}/roles", role), (f"{rbac}/rolebindings", binding)):
+        response = kube.request("POST", path, body)
+        assert response.ok, response.message
+
+
+def test_operator_that_may_not_create_its_peering_object_says_what_it_waits_for(
+    kube: KubeCluster, kube_namespace: str, start_operator: StartOperator, tmp_path: Path
+) -> None:
+    install_chart_crds(kube)
+    _role_without_peering_create(kube, kube_namespace)
+    kubeconfig = kube.service_account_kubeconfig(
+        kube_namespace, "operator", tmp_path / "sa.kubeconfig"
+    )
+    operator = start_operator(
+        kube_namespace,
+        {"KUBECONFIG": str(kubeconfig), "TUNEFORGE_OPERATOR_PEERING_NAME": "tuneforge"},
+    )
+    missing = f"Paused: KopfPeering {kube_namespace}/tuneforge is missing"
+    wait_until("the log line", lambda: missing in operator.log(), timeout_s=30)
+    assert "403" in operator.log() and "PEERING_NAME" in operator.log()
+    wait_until("/healthz to say it", lambda: _health(operator)["peering"].startswith(missing), 30)
+
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "KopfPeering",
+        "metadata": {"name": "tuneforge"},
+    }
+    created = kube.request(
+        "POST", f"/apis/kopf.dev/v1/namespaces/{kube_namespace}/kopfpeerings", peering
+    )
+    assert created.ok, created.message
+    wait_until(
+        "/healthz to see the peering object",
+        lambda: _health(operator)["peering"] == "ok: tuneforge",
+        timeout_s=30,
+    )
+    create_job(kube, kube_namespace, job_manifest("after-peering"))
+    wait_until("its RayJob", lambda: get_rayjob(kube, kube_namespace, "after-peering"), 30)
 
 
 def test_final_event_lost_to_a_kill_is_posted_once_on_the_next_start(
@@ -171,7 +240,7 @@ def test_resync_retries_within_its_interval_after_an_apiserver_outage(
     proxy.cut()
     wait_until(
         "a failed resync during the outage",
-        lambda: "Reconcile failed" in log.read_text(errors="replace"),
+        lambda: "resync' failed" in log.read_text(errors="replace"),
         timeout_s=30,
     )
     time.sleep(8)  # several failed attempts: a long backoff would have set in by now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJobStatus, Reason
 from tuneforge.api.status_rules import (
@@ -12,6 +13,12 @@ from tuneforge.api.status_rules import (
     compute_status,
     events_for,
     wire,
+)
+from tuneforge_operator.final_event import (
+    event_name,
+    final_event,
+    finished_recently,
+    is_final_reason,
 )
 from tuneforge_operator.rayjob_state import observe_rayjob
 
@@ -171,3 +178,53 @@ def test_events_follow_condition_changes_with_specific_reasons() -> None:
     failure_events = events_for(created, failed)
     assert [e for e in failure_events if e.reason == "DeadlineExceeded"][0].type == "Warning"
     assert len([e for e in failure_events if e.reason == "DeadlineExceeded"]) == 1
+
+
+def _queued(old: FineTuneJobStatus | None, new: FineTuneJobStatus) -> list[str]:
+    """Reasons the operator posts through kopf's queue (the final Event is posted apart)."""
+    return [e.reason for e in events_for(old, new) if not is_final_reason(e.reason, new)]
+
+
+def test_a_success_registered_later_is_announced_once_by_the_final_event() -> None:
+    running = compute_status(None, dataclasses.replace(BASE, training=RUNNING))
+    unregistered = RunObservation(run_id="r1", step=100)
+    trained = compute_status(
+        running, dataclasses.replace(BASE, training=SUCCEEDED, run=unregistered)
+    )
+    assert final_event(trained) is None  # awaiting registration: not finished
+    assert "TrainingSucceeded" not in _queued(running, trained)
+    registered = RunObservation(run_id="r1", step=100, model_version="3")
+    done = compute_status(trained, dataclasses.replace(BASE, training=SUCCEEDED, run=registered))
+    assert "TrainingSucceeded" not in _queued(trained, done)
+    assert "AdapterRegistered" in _queued(trained, done)
+    event = final_event(done)
+    assert event is not None and (event.type, event.reason) == ("Normal", "TrainingSucceeded")
+    assert "version 3" in event.message
+
+
+def test_a_failure_is_announced_by_the_final_event_only() -> None:
+    running = compute_status(None, dataclasses.replace(BASE, training=RUNNING))
+    failed_rj = observe_rayjob({"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"})
+    failed = compute_status(running, dataclasses.replace(BASE, training=failed_rj))
+    assert "DeadlineExceeded" not in _queued(running, failed)
+    event = final_event(failed)
+    assert event is not None and (event.type, event.reason) == ("Warning", "DeadlineExceeded")
+
+
+def test_final_event_name_is_fixed_per_job_generation_and_reason() -> None:
+    first = event_name("dog", "uid-1", 1, "TrainingSucceeded")
+    assert first == event_name("dog", "uid-1", 1, "TrainingSucceeded")
+    assert first.startswith("dog.")
+    assert first != event_name("dog", "uid-1", 2, "TrainingSucceeded")
+    assert first != event_name("dog", "uid-2", 1, "TrainingSucceeded")
+    assert len(event_name("x" * 253, "u", 1, "R")) <= 253
+
+
+def test_only_recently_finished_jobs_are_checked_after_a_restart() -> None:
+    registered = RunObservation(run_id="r1", step=100, model_version="3")
+    done = compute_status(None, dataclasses.replace(BASE, training=SUCCEEDED, run=registered))
+    summary = done.condition(ConditionType.SUCCEEDED)
+    assert summary is not None
+    ended = datetime.fromisoformat(summary.last_transition_time.replace("Z", "+00:00"))
+    assert finished_recently(done, now=ended + timedelta(minutes=59))
+    assert not finished_recently(done, now=ended + timedelta(minutes=61))
