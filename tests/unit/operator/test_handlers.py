@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
+import kopf
 import pytest
 
-from tuneforge_operator.handlers import needs_reconcile, retry_delay
+from tuneforge_operator.handlers import needs_reconcile, register, retry_delay
+from tuneforge_operator.settings import OperatorSettings
 
 RUNNING = {
     "rayJobName": "job",
@@ -62,3 +66,34 @@ def test_retry_delay_doubles_up_to_the_resync_interval() -> None:
     assert [retry_delay(retry, 30.0) for retry in range(5)] == [5.0, 10.0, 20.0, 30.0, 30.0]
     assert retry_delay(10_000, 300.0) == 300.0
     assert retry_delay(0, 2.0) == 2.0
+
+
+class _Unreachable:
+    """A reconciler whose API server is down."""
+
+    async def reconcile(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionRefusedError("Connect call failed ('127.0.0.1', 6443)")
+
+
+def test_a_resync_that_fails_outright_is_retried_on_our_backoff_not_kopfs() -> None:
+    """kopf retries an unexpected exception after 60 s; the resync must raise its own delay."""
+    registry = kopf.OperatorRegistry()
+    settings = OperatorSettings(resync_seconds=3, peering_name="")
+    register(registry, settings, [_Unreachable()])  # type: ignore[list-item]
+    (timer,) = registry._spawning._handlers
+    body = {"metadata": {"name": "job", "generation": 2}, "status": RUNNING}
+    for retry, delay in ((0, 3.0), (4, 3.0)):
+        with pytest.raises(kopf.TemporaryError) as raised:
+            asyncio.run(
+                timer.fn(
+                    name="job",
+                    namespace="ns",
+                    body=body,
+                    meta=body["metadata"],
+                    status=RUNNING,
+                    logger=logging.getLogger("test"),
+                    retry=retry,
+                )
+            )
+        assert raised.value.delay == delay
+        assert "Connect call failed" in str(raised.value)
