@@ -8,6 +8,8 @@ here, with its own temporary folder) unless `Settings.ray_address` names one.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import shutil
 import tempfile
 import time
@@ -17,6 +19,7 @@ from typing import Any
 
 from tuneforge.embedded.environment import child_environment
 from tuneforge.errors import ConfigurationError, TuneForgeError
+from tuneforge.quiet import native_noise_filtered
 from tuneforge.settings import Settings
 from tuneforge.sigterm import raise_on_sigterm
 
@@ -37,6 +40,16 @@ _ENV_KEYS = (
     "DO_NOT_TRACK",
     "OMP_NUM_THREADS",
 )
+
+
+_SECRET_KEYS = ("TUNEFORGE_S3_ACCESS_KEY", "TUNEFORGE_S3_SECRET_KEY")
+"""Credentials: never in `runtime_env` (stored in Ray's GCS) of a Ray started here."""
+_ENV_KEYS_WITHOUT_SECRETS = tuple(key for key in _ENV_KEYS if key not in _SECRET_KEYS)
+
+
+def _secret_env(env: dict[str, str]) -> dict[str, str]:
+    """The credentials of `env`, for this process's environment (a local Ray inherits it)."""
+    return {key: env[key] for key in _SECRET_KEYS if key in env}
 
 
 def load_by_import_path(import_path: str) -> Any:
@@ -87,7 +100,9 @@ class EmbeddedServing:
         from ray import serve
 
         try:
-            if ray.is_initialized():  # else there is nothing to shut down (a failed start)
+            # A Ray started here goes down whole with `ray.shutdown`; shutting Serve down
+            # first only races its controller's graceful shutdown (a raylet error line).
+            if ray.is_initialized() and not self.started_ray:
                 serve.shutdown()  # type: ignore[no-untyped-call]
         finally:
             if self.token_dir is not None:
@@ -130,8 +145,12 @@ def start_serving(
     import ray
     from ray import serve
 
+    # Importing Serve sets its driver logger to INFO ("Started Serve", "Application ... is
+    # ready"): the caller says what it started in its own words (tuneforge.quiet).
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     env = child_environment(settings)
-    env_vars = {key: env[key] for key in _ENV_KEYS if key in env}
+    forwarded = _ENV_KEYS if settings.ray_address else _ENV_KEYS_WITHOUT_SECRETS
+    env_vars = {key: env[key] for key in forwarded if key in env}
     handle = EmbeddedServing(url=f"http://{host}:{port}", started_ray=False)
     if token is not None:
         token_path = write_token_file(token)
@@ -144,15 +163,18 @@ def start_serving(
             else:
                 handle.temp_dir = Path(tempfile.mkdtemp(prefix="tf-ray-"))
                 handle.started_ray = True
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    include_dashboard=False,
-                    runtime_env={"env_vars": env_vars},
-                    object_store_memory=256 * 2**20,
-                    _temp_dir=str(handle.temp_dir),
-                    log_to_driver=False,
-                )
+                os.environ.update(_secret_env(env))  # the local Ray's replicas inherit them
+                with native_noise_filtered():
+                    ray.init(
+                        address="local",
+                        num_cpus=num_cpus,
+                        include_dashboard=False,
+                        runtime_env={"env_vars": env_vars},
+                        object_store_memory=256 * 2**20,
+                        _temp_dir=str(handle.temp_dir),
+                        log_to_driver=False,
+                        logging_level=logging.WARNING,
+                    )
         raise_on_sigterm()  # ray.init replaced the handler with one that aborts
         serve.start(http_options={"host": host, "port": port})
         build_app = load_by_import_path(import_path)
