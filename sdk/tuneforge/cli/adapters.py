@@ -11,7 +11,6 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.adapters import detect_layout
 from tuneforge.cli.jobs import OutputOption, handle_errors, out
 from tuneforge.cli.output import OutputFormat, print_adapters
 from tuneforge.client.client import Client
@@ -61,6 +60,8 @@ def import_file(
     ),
 ) -> None:
     """Convert a diffusers/peft or kohya/A1111 LoRA, or a diffusers/A1111 embedding, and register it."""
+    from tuneforge.adapters import detect_layout  # numpy: imported when used, not by `--help`
+
     detect_layout(path)  # pickles and unknown layouts are refused before MLflow is touched
     version = _client().import_adapter(
         path, name, base_model=base_model, alias=alias, token=token, max_rank=max_rank
