@@ -14,10 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from tuneforge.contract import DEFAULT_LORA_TARGETS
+from tuneforge.contract import (
+    DEFAULT_LORA_TARGETS,
+    DEFAULT_SLOT_RANK,
+    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
+)
 from tuneforge_serving.mixed.config import MixedBatchingConfig
-
-DEFAULT_TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 class _Model(BaseModel):
@@ -46,12 +48,12 @@ class LimitsConfig(_Model):
 class HotswapConfig(_Model):
     """The pre-allocated slots adapters are copied into: the compatibility contract."""
 
-    max_lora_rank: int = Field(default=16, ge=1)
+    max_lora_rank: int = Field(default=DEFAULT_SLOT_RANK, ge=1)
     """Slot rank: LoRA adapters of rank <= this are zero-padded into a slot."""
     unet_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     """UNet module names (suffixes) that carry LoRA slots; adapters may target a subset."""
     text_encoder_target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TEXT_ENCODER_TARGETS)
+        default_factory=lambda: list(DEFAULT_TEXT_ENCODER_LORA_TARGETS)
     )
     """Text-encoder module names with LoRA slots (empty: text-encoder LoRA is refused)."""
     max_ti_vectors: int = Field(default=8, ge=1)

@@ -32,20 +32,9 @@ import yaml
 
 from tests.realsize.rss import PeakRss, peak_rss
 from tuneforge.settings import Settings
+from tuneforge_trainer.strategies.precision import cpu_has_native_bf16
 
 TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels on this CPU (AVX512-BF16 / AMX)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 NATIVE_BF16 = cpu_has_native_bf16()
 RESOLUTION = 256 if NATIVE_BF16 else 64
 """Training and rendering size: 256 px (latents 32x32) where the CPU has bf16 kernels.

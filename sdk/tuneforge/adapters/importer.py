@@ -24,6 +24,8 @@ from tuneforge.base_model import ResolvedBaseModel, resolve_base_model
 from tuneforge.contract import (
     ADAPTER_MANIFEST,
     DEFAULT_LORA_TARGETS,
+    DEFAULT_SLOT_RANK,
+    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
     LORA_WEIGHTS,
     TI_EMBEDDINGS,
     AdapterManifest,
@@ -44,11 +46,11 @@ IMPORT_EXPERIMENT = "tuneforge-imports"
 class ServingLimits:
     """What serving's LoRA slots hold (`hotswap` in the serving config; these are its defaults)."""
 
-    max_rank: int = 16
+    max_rank: int = DEFAULT_SLOT_RANK
     """`hotswap.maxLoraRank`."""
     unet_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     """`hotswap.unetTargetModules`."""
-    text_encoder_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    text_encoder_targets: tuple[str, ...] = DEFAULT_TEXT_ENCODER_LORA_TARGETS
     """`hotswap.textEncoderTargetModules`."""
 
 

@@ -58,6 +58,10 @@ TI_EMBEDDINGS: Final = "learned_embeds.safetensors"
 
 DEFAULT_LORA_TARGETS: Final = ("to_q", "to_k", "to_v", "to_out.0")
 """UNet modules LoRA targets unless a job names others (the attention projections)."""
+DEFAULT_TEXT_ENCODER_LORA_TARGETS: Final = ("q_proj", "k_proj", "v_proj", "out_proj")
+"""Text-encoder modules that carry serving's LoRA slots unless configured otherwise."""
+DEFAULT_SLOT_RANK: Final = 16
+"""Rank of serving's LoRA slots unless configured otherwise (adapters up to it are served)."""
 
 
 def default_lora_alpha(rank: int) -> float:

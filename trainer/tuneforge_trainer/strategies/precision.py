@@ -53,6 +53,15 @@ def autocast(precision: MixedPrecision, device_type: str) -> Iterator[None]:
         yield
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels on this CPU (AVX512-BF16 / AMX); without them torch's
+    CPU bf16 runs on scalar fallbacks (correct, 50-125x slower than fp32 per op)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def cpu_has_native_fp16() -> bool:
     """Whether oneDNN has fp16 kernels on this CPU (AVX512-FP16 / AMX-FP16)."""
     try:
