@@ -43,9 +43,8 @@ def serve(
     if not token:
         require_auth_choice(args, config)
     err.print(f"starting Ray Serve with {args['base_model']} (first start takes a minute)…")
+    # start_serving handles SIGTERM like Ctrl-C from Ray's start on (tuneforge.sigterm).
     handle = start_serving(settings, args, host=host, port=port, token=token or None)
-    # ray.init replaced SIGTERM's handler with one that aborts: stop as Ctrl-C does instead.
-    sigterm.raise_on_sigterm()
     out.print(f"serving at {handle.url}  (POST {handle.url}/v1/generate; Ctrl-C stops)")
     try:
         while True:
