@@ -135,34 +135,19 @@ def bare_loop(model_dir: Path, dataset_dir: Path, steps: int, out: Path, bf16: b
 
 def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out: Path, bf16: bool) -> None:
     """TuneForge's worker loop, world size 1, tracked in a local MLflow store."""
-    from tuneforge.api import load_job
+    from _tuneforge_job import lora_bench_job
+
     from tuneforge.settings import Settings
     from tuneforge_trainer.context import LocalContext
     from tuneforge_trainer.loop import train_worker
     from tuneforge_trainer.plan import WorkerPlan, job_uid
     from tuneforge_trainer.tracking import find_or_create_run
 
-    job = load_job(
-        {
-            "metadata": {"name": "realsize-bench"},
-            "spec": {
-                "method": "lora",
-                "baseModel": {"uri": str(model_dir)},
-                "dataset": {"uri": str(dataset_dir), "resolution": RESOLUTION},
-                "training": {
-                    "maxSteps": steps,
-                    "batchSize": 1,
-                    "learningRate": LR,
-                    "checkpointEverySteps": steps,
-                    "mixedPrecision": "bf16" if bf16 else "no",
-                    "gradientCheckpointing": True,
-                },
-                "lora": {"rank": RANK, "alpha": RANK},
-                "resources": {"workers": 1, "gpusPerWorker": 0, "cpusPerWorker": 2},
-                "output": {"registeredModel": "realsize-bench"},
-            },
-        }
-    )
+    job = lora_bench_job(
+        "realsize-bench", model_dir, dataset_dir, resolution=RESOLUTION, steps=steps,
+        batch_size=1, learning_rate=LR, rank=RANK, cpus=2,
+        mixedPrecision="bf16" if bf16 else "no", gradientCheckpointing=True,
+    )  # fmt: skip
     uid = job_uid(job)
     tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
     settings = Settings(home=out / "home", mlflow_tracking_uri=tracking_uri)

@@ -116,32 +116,17 @@ def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out_dir: Path
     import contextlib
     import io
 
-    from tuneforge.api import load_job
+    from _tuneforge_job import lora_bench_job
+
     from tuneforge.contract import parse_progress_line
     from tuneforge_trainer.context import LocalContext
     from tuneforge_trainer.loop import train_worker
     from tuneforge_trainer.plan import WorkerPlan, job_uid
 
-    job = load_job(
-        {
-            "metadata": {"name": "bench"},
-            "spec": {
-                "method": "lora",
-                "baseModel": {"uri": str(model_dir)},
-                "dataset": {"uri": str(dataset_dir), "resolution": RESOLUTION},
-                "training": {
-                    "maxSteps": steps,
-                    "batchSize": BATCH,
-                    "learningRate": LR,
-                    "checkpointEverySteps": steps,
-                    "mixedPrecision": "no",
-                },
-                "lora": {"rank": RANK, "alpha": RANK},
-                "resources": {"workers": 1, "gpusPerWorker": 0, "cpusPerWorker": 1},
-                "output": {"registeredModel": "bench"},
-            },
-        }
-    )
+    job = lora_bench_job(
+        "bench", model_dir, dataset_dir, resolution=RESOLUTION, steps=steps, batch_size=BATCH,
+        learning_rate=LR, rank=RANK, cpus=1, mixedPrecision="no",
+    )  # fmt: skip
     plan = WorkerPlan(
         job=job.to_manifest(),
         job_uid=job_uid(job),
