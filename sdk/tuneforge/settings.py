@@ -66,6 +66,41 @@ class Settings(BaseSettings):
     """SDK backend: `local` (embedded) or `kubernetes`."""
     mlflow_experiment: str = "tuneforge"
     """MLflow experiment that holds the training runs."""
+    registry_retry_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts in all at a registry operation (registering an adapter) while MLflow does not
+    answer (see `tuneforge.registry.retry`)."""
+    registry_retry_backoff_s: float = Field(default=2.0, ge=0)
+    """Pause after the first failed attempt; doubled after each further one."""
+    registry_retry_max_backoff_s: float = Field(default=30.0, ge=0)
+    """Longest pause between two attempts."""
+    registry_retry_total_s: float = Field(default=300.0, ge=0)
+    """No attempt starts later than this many seconds after the first."""
+    mlflow_http_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        validation_alias=AliasChoices(
+            "TUNEFORGE_MLFLOW_HTTP_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+        ),
+    )
+    """MLflow's own retries of one HTTP request (MLflow's default: 7)."""
+    mlflow_http_backoff_factor: int = Field(
+        default=1,
+        ge=0,
+        le=120,
+        validation_alias=AliasChoices(
+            "TUNEFORGE_MLFLOW_HTTP_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+        ),
+    )
+    """MLflow's backoff factor between those retries, seconds (MLflow's default: 2)."""
+    mlflow_http_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices(
+            "TUNEFORGE_MLFLOW_HTTP_TIMEOUT_S", "MLFLOW_HTTP_REQUEST_TIMEOUT"
+        ),
+    )
+    """MLflow's connect and read timeout of one HTTP request (MLflow's default: 120)."""
     serving_url: str = DEFAULT_SERVING_URL
     """Serving endpoint `tuneforge generate` calls."""
     serving_token: SecretStr | None = None
@@ -74,6 +109,9 @@ class Settings(BaseSettings):
     """Base model `tuneforge serve` loads when `--base-model` is not given."""
     assets_cache: str | None = None
     """Folder of the tiny-asset cache; default `$XDG_CACHE_HOME/tuneforge/assets`."""
+    job_scope: str | None = None
+    """The job's namespace and tenancy policy as JSON (`TUNEFORGE_JOB_SCOPE`), set by the operator
+    on every Ray container of a RayJob (`tuneforge.tenancy.JobScope`); unset in embedded mode."""
     xdg_cache_home: str | None = Field(
         default=None, validation_alias=AliasChoices("XDG_CACHE_HOME")
     )

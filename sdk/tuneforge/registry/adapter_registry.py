@@ -16,6 +16,7 @@ from tuneforge.registry.results import (
     RegisteredVersion,
     ResolvedAdapter,
 )
+from tuneforge.registry.retry import RetryPolicy
 from tuneforge.settings import Settings
 
 
@@ -40,13 +41,22 @@ class AdapterRegistry:
         name: str,
         alias: str | None = None,
         tags: dict[str, str] | None = None,
+        kept_at: str | None = None,
     ) -> RegisteredVersion:
         """Upload the adapter folder as run artifacts and register it as a model version.
 
         Idempotent per job (`manifest.job_uid`) or, without one, per run; see
-        `tuneforge.registry.register.register_adapter`.
+        `tuneforge.registry.register.register_adapter`. While MLflow does not answer, the
+        whole registration is repeated within `RetryPolicy.from_settings(settings)`; then
+        RegistryUnavailableError names the URI and where the adapter stays (`kept_at`, e.g.
+        the checkpoint it came from; default the folder).
         """
-        return register_adapter(self.store, run_id, local_dir, manifest, name, alias, tags)
+        return RetryPolicy.from_settings(self.settings).call(
+            lambda: register_adapter(self.store, run_id, local_dir, manifest, name, alias, tags),
+            self.tracking_uri,
+            f"registering {name!r} from run {run_id}",
+            kept_at or str(local_dir),
+        )
 
     def resolve(self, ref: AdapterRef | str) -> ResolvedAdapter:
         """`name@alias`, `name/3` or `name` (latest version) -> the model version."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from tuneforge.contract import AdapterRef
 from tuneforge.errors import AdapterNotFoundError, RegistryError
+from tuneforge.registry.retry import apply_mlflow_http_settings
 from tuneforge.settings import Settings
 
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
@@ -99,9 +100,13 @@ class MlflowStore:
     """An MLflow tracking store and model registry at `Settings`' tracking URI."""
 
     def __init__(self, settings: Settings) -> None:
-        """Use settings.mlflow_tracking_uri, else the embedded SQLite store under home."""
+        """Use settings.mlflow_tracking_uri, else the embedded SQLite store under home.
+
+        MLflow's HTTP client gets the retry bounds in `settings` (`apply_mlflow_http_settings`).
+        """
         self.settings = settings
         self.tracking_uri = settings.resolved_tracking_uri()
+        apply_mlflow_http_settings(settings)
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
