@@ -9,6 +9,9 @@ the spec it was built from is fixed: a change to anything but `spec.suspend` is 
 An UPDATE that leaves the spec and the applied configuration alone (kopf's finalizer and
 annotations, labels, deletion) is always admitted, so an object stored before the webhook
 existed can still be handled and deleted.
+
+The tenancy rules need the runtimes ConfigMap, so the webhook applies them after `review`, to
+the spec `tenancy_subject` picks: a new job, or a changed spec whose RayJob does not exist yet.
 """
 
 from __future__ import annotations
@@ -43,6 +46,23 @@ def review(
     if not problems and operation == "UPDATE" and old is not None:
         problems = _immutable_errors(old, new)
     return "; ".join(problems) or None
+
+
+def tenancy_subject(
+    operation: str, new: Mapping[str, Any] | None, old: Mapping[str, Any] | None
+) -> FineTuneJobSpec | None:
+    """The spec the tenancy rules must judge in this request, or None (nothing to judge)."""
+    if operation not in ("CREATE", "UPDATE") or new is None:
+        return None
+    if (new.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if operation == "UPDATE" and old is not None:
+        if old.get("spec") == new.get("spec") or (old.get("status") or {}).get("rayJobName"):
+            return None
+    try:
+        return FineTuneJobSpec.model_validate(new.get("spec") or {})
+    except ValidationError:
+        return None
 
 
 def _user_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -208,6 +208,12 @@ class Reconciler:
             )
         except ValidationError as error:
             message = _validation_message(error)
+        else:
+            # Tenancy (the admission webhook's rules) is decided before any RayJob exists.
+            refused = current is None or current.ray_job_name is None
+            refusals = await self._catalog.refusals(job.spec, namespace) if refused else []
+            message = "Refused by tenancy: " + "; ".join(refusals) if refusals else ""
+        if message:
             blocker = Blocker(Reason.INVALID_SPEC, message, permanent=True)
             # No RayJob will exist for an invalid spec: name none unless one already does.
             existing_child = current.ray_job_name if current is not None else None
@@ -228,7 +234,7 @@ class Reconciler:
         with self._lanes.create_path() if first_visit else contextlib.nullcontext():
             if first_visit:
                 # The runtime is looked up while the name is written: both precede the create.
-                runtime_lookup = asyncio.create_task(self._catalog.get(spec.runtime))
+                runtime_lookup = asyncio.create_task(self._catalog.get(spec.runtime, namespace))
                 # The child's name is in status before the child exists: a restart finds it.
                 pending = compute_status(current, base)
                 try:
@@ -285,7 +291,7 @@ class Reconciler:
         existing = None if skip_get else await self._api.get(rayjob_path(namespace, child))
         created = False
         if existing is None:
-            runtime = await (runtime_lookup or self._catalog.get(job.spec.runtime))
+            runtime = await (runtime_lookup or self._catalog.get(job.spec.runtime, namespace))
             if isinstance(runtime, Blocker):
                 logger.warning(runtime.message)
                 return None, runtime, False

@@ -6,6 +6,9 @@ ValidatingWebhookConfiguration (its rules, `failurePolicy`, namespace selector);
 only fills in its `caBundle` when it manages the certificate itself (`webhook_tls.py`). With
 cert-manager the certificate is mounted from cert-manager's Secret and cert-manager injects the
 bundle; kopf re-reads the files when they change.
+
+Besides the spec checks the webhook applies the tenancy rules (`tuneforge.tenancy`) from the
+runtimes ConfigMap, read through its own `RuntimeCatalog` once the operator has logged in.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 import kopf
 
 from tuneforge.api import GROUP, PLURAL, VERSION
-from tuneforge_operator.admission import review
+from tuneforge_operator.admission import review, tenancy_subject
 from tuneforge_operator.kubeapi import KubeApi
+from tuneforge_operator.runtimes import RuntimeCatalog
 from tuneforge_operator.settings import OperatorSettings
 from tuneforge_operator.webhook_tls import (
     CA_FILE,
@@ -36,6 +40,8 @@ CHECK_INTERVAL_S = 60.0
 """How often the Secret and the `caBundle` are checked (renewal, a bundle wiped by an upgrade)."""
 RETRY_S = 5.0
 """First retry after a failed provisioning (doubling up to `CHECK_INTERVAL_S`)."""
+LOGIN_WAIT_S = 5.0
+"""How long a review waits for the operator's login (its API client) before refusing."""
 logger = logging.getLogger(__name__)
 
 
@@ -49,8 +55,27 @@ class _ServerAfterCertificates(kopf.WebhookServer):
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         """Wait for the certificate, then serve (and restart when its files change)."""
         await self._ready.wait()
-        async for config in super().__call__(fn):
+        async for config in super().__call__(_with_request_namespace(fn)):
             yield config
+
+
+def _with_request_namespace(fn: Any) -> Any:
+    """kopf's callback, given objects whose `metadata.namespace` is filled from the request.
+
+    On CREATE the API server may send the object without it (the namespace is in the URL);
+    the tenancy rules are per namespace, so they need it.
+    """
+
+    async def call(request: dict[str, Any], **kwargs: Any) -> Any:
+        payload = request.get("request") or {}
+        namespace = payload.get("namespace")
+        for key in ("object", "oldObject"):
+            obj = payload.get(key)
+            if namespace and isinstance(obj, dict):
+                obj.setdefault("metadata", {}).setdefault("namespace", namespace)
+        return await fn(request, **kwargs)
+
+    return call
 
 
 class SelfSignedCertificates:
@@ -103,13 +128,45 @@ class SelfSignedCertificates:
             await asyncio.sleep(CHECK_INTERVAL_S)
 
 
-def register_webhook(
-    registry: kopf.OperatorRegistry, settings: OperatorSettings
-) -> SelfSignedCertificates | None:
-    """Add the webhook handler and server; the certificate keeper when the operator signs.
+class WebhookState:
+    """What the webhook needs from the login: the runtimes catalog, and the certificate keeper
+    when the operator signs (`start(api)` belongs in the login handler)."""
 
-    The keeper's `start(api)` belongs in the login handler (it needs the API client); the
-    server waits for it. With mounted certificates (cert-manager) there is nothing to keep.
+    def __init__(self, settings: OperatorSettings, keeper: SelfSignedCertificates | None) -> None:
+        self._settings, self._keeper = settings, keeper
+        self.catalog: RuntimeCatalog | None = None
+        self._logged_in = asyncio.Event()
+
+    async def start(self, api: KubeApi) -> None:
+        """Read runtimes and tenancy through `api`; keep the certificate current."""
+        s = self._settings
+        self.catalog = RuntimeCatalog(
+            api, s.runtime_namespace, s.runtime_configmap, s.runtime_cache_seconds
+        )
+        self._logged_in.set()
+        if self._keeper is not None:
+            await self._keeper.start(api)
+
+    async def tenancy_refusal(self, operation: str, new: Any, old: Any) -> str | None:
+        """The tenancy rules' refusal of this request, or None (fails closed before login)."""
+        spec = tenancy_subject(operation, new, old)
+        if spec is None:
+            return None
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), LOGIN_WAIT_S)
+        except asyncio.TimeoutError:
+            return "the operator is still starting (not logged in): retry in a few seconds"
+        assert self.catalog is not None
+        namespace = str(((new or {}).get("metadata") or {}).get("namespace") or "")
+        refusals = await self.catalog.refusals(spec, namespace)
+        return "; ".join(refusals) or None
+
+
+def register_webhook(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> WebhookState:
+    """Add the webhook handler and server; return the state whose `start(api)` the login calls.
+
+    The server waits for the certificate; with mounted certificates (cert-manager) there is
+    nothing to keep.
     """
     operator_settings = settings
     ready = asyncio.Event()  # bound to the running loop on first use (Python >= 3.10)
@@ -118,12 +175,16 @@ def register_webhook(
         keeper = SelfSignedCertificates(settings, ready)
     else:
         ready.set()  # mounted files: present before the process starts
+    state = WebhookState(settings, keeper)
 
     @kopf.on.validate(
         GROUP, VERSION, PLURAL, id=HANDLER_ID, operations=["CREATE", "UPDATE"], registry=registry
     )
-    def validate_finetunejob(**kwargs: Any) -> None:
-        message = review(kwargs.get("operation") or "", kwargs.get("new"), kwargs.get("old"))
+    async def validate_finetunejob(**kwargs: Any) -> None:
+        operation, new, old = kwargs.get("operation") or "", kwargs.get("new"), kwargs.get("old")
+        message = review(operation, new, old)
+        if message is None:
+            message = await state.tenancy_refusal(operation, new, old)
         if message is not None:
             raise kopf.AdmissionError(message, code=422)
 
@@ -141,4 +202,4 @@ def register_webhook(
         )
         settings.admission.managed = None  # the chart owns the configuration
 
-    return keeper
+    return state

@@ -1,6 +1,8 @@
 """Bad input fails fast, before any accelerator time, with one message naming what and where.
 
-Checked on the driver before Ray starts a worker: S3 credentials and reachability (when any
+Checked on the driver before Ray starts a worker: the tenancy rules of the job's namespace
+(`tuneforge.tenancy.job_refusals`, again after admission, with the checkpoint location and
+MLflow experiment in force; local paths only in embedded mode), S3 credentials and reachability (when any
 URI or the checkpoint storage is on S3), MLflow reachability, the dataset (empty, unreadable
 or corrupt images, images smaller than the resolution, missing captions), the base model's
 parts, and the method's own settings (`TrainingMethod.preflight`: LoRA target modules
@@ -36,6 +38,7 @@ from tuneforge.base_model import (
 from tuneforge.inputs import materialize, s3_cache_dir
 from tuneforge.settings import Settings
 from tuneforge.storage import S3Uri, download_prefix, is_s3_uri, list_prefix, minio_client
+from tuneforge.tenancy import job_refusals, scope_from_env
 from tuneforge_trainer.data import inspect_images, instance_root, list_images, read_records
 from tuneforge_trainer.errors import InvalidTrainingInput, ServiceUnavailable
 from tuneforge_trainer.methods import method_class
@@ -86,6 +89,23 @@ def check_s3(job: FineTuneJob, settings: Settings, checkpoint_uri: str) -> None:
         check_reachable(settings)
     except Exception as error:  # StorageError or ConfigurationError, already worded
         raise ServiceUnavailable(str(error)) from error
+
+
+def check_tenancy(job: FineTuneJob, settings: Settings, checkpoint_uri: str) -> None:
+    """The job keeps to its namespace's tenancy rules (`TUNEFORGE_JOB_SCOPE`, set by the
+    operator): its URIs, checkpoints, model name and experiment; no local path in a cluster."""
+    try:
+        scope = scope_from_env(settings.job_scope, job.metadata.namespace)
+    except ValueError as error:
+        raise InvalidTrainingInput(str(error)) from error
+    problems = job_refusals(
+        job.spec,
+        scope,
+        checkpoint_uri=checkpoint_uri if scope.cluster else None,
+        experiment=settings.mlflow_experiment,
+    )
+    if problems:
+        raise InvalidTrainingInput("Refused by tenancy: " + "; ".join(problems))
 
 
 def check_mlflow(tracking_uri: str, timeout_s: float = 5.0) -> None:
@@ -257,6 +277,7 @@ def preflight(
     job: FineTuneJob, settings: Settings, tracking_uri: str, checkpoint_uri: str, cache_dir: Path
 ) -> PreparedInputs:
     """Run every check; return the model's config folder and the dataset's local folder."""
+    check_tenancy(job, settings, checkpoint_uri)
     check_precision(job)
     check_s3(job, settings, checkpoint_uri)
     check_mlflow(tracking_uri)

@@ -18,6 +18,9 @@ from tuneforge.api.base import ApiModel
 
 RUNTIMES_CONFIGMAP = "tuneforge-runtimes"
 """Name of the ConfigMap holding the runtimes, in the operator's namespace."""
+TENANCY_KEY = "tenancy.yaml"
+"""Data key of the tenancy policy (`tuneforge.tenancy`) in the same ConfigMap; its dot keeps
+it apart from every runtime name."""
 
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?$"
@@ -185,6 +188,13 @@ class TrainingRuntime(ApiModel):
     queue_name: str | None = Field(default=None, pattern=_NAME, max_length=63)
     """Kueue LocalQueue of this runtime's jobs that name no `spec.queueName` of their own: their
     RayJob is created suspended with the `kueue.x-k8s.io/queue-name` label, like a queued job."""
+    allowed_namespaces: list[str] | None = None
+    """Namespaces whose jobs may use this runtime (its placement, PriorityClass, Secrets);
+    unset allows every namespace. Other namespaces are refused and never see it listed."""
+
+    def allows(self, namespace: str) -> bool:
+        """True when jobs of `namespace` may use this runtime."""
+        return self.allowed_namespaces is None or namespace in self.allowed_namespaces
 
     @field_validator("env")
     @classmethod
@@ -223,12 +233,18 @@ def _parse_one(name: str, text: str) -> TrainingRuntime | str:
 
 
 def parse_runtimes(data: dict[str, str]) -> dict[str, TrainingRuntime | str]:
-    """Parse the data of the runtimes ConfigMap: runtime name -> runtime, or an error message."""
-    return {name: _parse_one(name, text) for name, text in data.items()}
+    """Parse the data of the runtimes ConfigMap: runtime name -> runtime, or an error message.
+
+    The tenancy policy's key (`TENANCY_KEY`) is not a runtime and is left out.
+    """
+    return {name: _parse_one(name, text) for name, text in data.items() if name != TENANCY_KEY}
 
 
-def runtimes_configmap(runtimes: dict[str, TrainingRuntime], namespace: str) -> dict[str, Any]:
-    """The `tuneforge-runtimes` ConfigMap for these runtimes (what the Helm chart renders)."""
+def runtimes_configmap(
+    runtimes: dict[str, TrainingRuntime], namespace: str, tenancy: str | None = None
+) -> dict[str, Any]:
+    """The `tuneforge-runtimes` ConfigMap for these runtimes (what the Helm chart renders),
+    with the tenancy policy's YAML under `TENANCY_KEY` when given."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -241,7 +257,10 @@ def runtimes_configmap(runtimes: dict[str, TrainingRuntime], namespace: str) -> 
             },
         },
         "data": {
-            name: yaml.safe_dump(runtime.to_wire(), sort_keys=True)
-            for name, runtime in sorted(runtimes.items())
+            **{
+                name: yaml.safe_dump(runtime.to_wire(), sort_keys=True)
+                for name, runtime in sorted(runtimes.items())
+            },
+            **({TENANCY_KEY: tenancy} if tenancy is not None else {}),
         },
     }
