@@ -2,7 +2,8 @@
 
 `train_worker(plan, context)` runs on each Ray Train worker (or alone, world size 1, in
 tests): load the base model, let the method prepare it, resume from the latest checkpoint,
-wrap it with the strategy, then step, log, checkpoint and validate until `maxSteps`.
+wrap it with the strategy, evaluate the base (step 0, when `spec.evaluation` is set), then
+step, log, checkpoint, validate and evaluate until `maxSteps`.
 """
 
 from __future__ import annotations
@@ -180,6 +181,13 @@ class _Trainer:
         )
         cacheable = training.cache_latents and self.instance.deterministic_pixels
         self.encoder = LatentEncoder(components, device, cacheable)
+        self.evaluation = None
+        if self.spec.evaluation is not None:
+            from tuneforge_trainer.evaluation import WorkerEvaluation
+
+            self.evaluation = WorkerEvaluation(
+                self.spec, dataset_dir, cache, self.settings, self.world, self.tracker
+            )
 
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -205,6 +213,8 @@ class _Trainer:
         images_per_step = training.batch_size * accumulation * self.world.world_size
         last_loss: float | None = None
         last_saved = -1
+        if self.start_step == 0:
+            self.maybe_evaluate(0)
         for step in range(self.start_step + 1, training.max_steps + 1):
             started = time.perf_counter()
             losses = []
@@ -236,9 +246,12 @@ class _Trainer:
                 self.checkpoint(step, metrics)
                 last_saved = step
             self.maybe_validate(step)
+            self.maybe_evaluate(step)
         if last_saved != training.max_steps:
-            # Resumed at maxSteps (a rerun of a finished job): report the final state again.
+            # Resumed at maxSteps (a rerun of a finished job): report the final state again,
+            # and measure it again (an attempt may have died while evaluating).
             self.checkpoint(training.max_steps, {Metric.STEP: training.max_steps})
+            self.maybe_evaluate(training.max_steps)
         return WorkerOutcome(self.start_step, training.max_steps, last_loss)
 
     def checkpoint(self, step: int, metrics: dict[str, Any]) -> None:
@@ -279,6 +292,15 @@ class _Trainer:
 
         validate_on_worker(
             self.strategy, self.method.components, self.world, self.spec, step, self.tracker
+        )
+
+    def maybe_evaluate(self, step: int) -> None:
+        """Before training, at the end and (when asked) at validation steps: DINO, CLIP-I, CLIP-T."""
+        final_step = self.spec.training.max_steps
+        if self.evaluation is None or not self.evaluation.due(step, final_step):
+            return
+        self.evaluation.evaluate(
+            self.strategy, self.method.components, step, final=step == final_step
         )
 
 

@@ -1,8 +1,9 @@
 """`run_job(job, settings) -> TrainResult`: the whole journey of one FineTuneJob.
 
 pre-flight checks → where workers put generated class images (DreamBooth) → the job's
-MLflow run → Ray Train fit →
-register the last checkpoint's adapter as a model version (once per job uid) → result line.
+MLflow run → Ray Train fit → the quality gate (the workers' final evaluation figures against
+`output.promoteIf`) → register the last checkpoint's adapter as a model version (once per job
+uid; `output.alias` moves only when the gate passes) → its model card → result line.
 The CLI (`python -m tuneforge_trainer run`) and the embedded runner both call this.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneforge.api import FineTuneJob
+from tuneforge.api import QUALITY_GATE_TAG, FineTuneJob, QualityGateVerdict, gate_verdict
 from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
 from tuneforge.sigterm import raise_on_sigterm
@@ -38,6 +39,8 @@ class TrainResult:
     steps: int
     job_uid: str
     manifest: dict[str, Any]
+    quality_gate: str | None = None
+    """The quality gate's verdict as JSON (`QualityGateVerdict.to_json`), when evaluated."""
 
 
 def tracking_uri_for(settings: Settings) -> str:
@@ -48,17 +51,57 @@ def tracking_uri_for(settings: Settings) -> str:
     return settings.embedded_tracking_uri()
 
 
+def quality_verdict(job: FineTuneJob, tracker: RunTracker) -> QualityGateVerdict | None:
+    """The gate's verdict on the figures the workers logged (final step; base at step 0).
+
+    None without `spec.evaluation`. A metric missing at the final step fails its minimum.
+    """
+    evaluation = job.spec.evaluation
+    if evaluation is None:
+        return None
+    final_step = job.spec.training.max_steps
+    final: dict[str, float] = {}
+    base: dict[str, float] = {}
+    for metric in evaluation.metrics:
+        value = tracker.metric_at(metric.mlflow_key, final_step)
+        if value is not None:
+            final[metric.value] = value
+        before = tracker.metric_at(metric.mlflow_key, 0)
+        if before is not None:
+            base[metric.value] = before
+    return gate_verdict(final, job.spec.output.promote_if, base)
+
+
 def register(
-    settings: Settings, run_id: str, adapter_dir: Path, manifest: AdapterManifest, job: FineTuneJob
+    settings: Settings,
+    run_id: str,
+    adapter_dir: Path,
+    manifest: AdapterManifest,
+    job: FineTuneJob,
+    verdict: QualityGateVerdict | None = None,
 ) -> Any:
-    """Register the adapter folder as a version of `output.registeredModel` (idempotent per uid)."""
+    """Register the adapter folder as a version of `output.registeredModel` (idempotent per uid).
+
+    The version is always registered; `output.alias` moves to it only when `verdict` passed
+    (or there is none). The version then gets its model card.
+    """
     from tuneforge.registry import AdapterRegistry
+    from tuneforge.registry.register import attach_model_card, card_description, model_card
 
     output = job.spec.output
     tags = {Tag.JOB_NAME: job.name, Tag.JOB_UID: manifest.job_uid or ""}
-    return AdapterRegistry(settings).register(
-        run_id, adapter_dir, manifest, output.registered_model, alias=output.alias, tags=tags
+    alias = output.alias if verdict is None or verdict.passed else None
+    registry = AdapterRegistry(settings)
+    registered = registry.register(
+        run_id, adapter_dir, manifest, output.registered_model, alias=alias, tags=tags
     )
+    evaluation = job.spec.evaluation
+    prompts = evaluation.prompts_for(job.spec.dataset.instance_prompt) if evaluation else []
+    grids = [f"prompt{index:02d}.png" for index in range(len(prompts))]
+    readme = model_card(registered.name, registered.version, manifest, job.spec, verdict, grids)
+    description = card_description(manifest, verdict)
+    attach_model_card(registry.store, registered, readme, description, verdict)
+    return registered
 
 
 def run_job(
@@ -117,7 +160,10 @@ def run_job(
         if not (local / STATE_FILE).is_file():
             raise FileNotFoundError(f"checkpoint {result.checkpoint.path} has no {STATE_FILE}")
         manifest = read_manifest(local / ADAPTER_DIR)
-        registered = register(settings, run_id, local / ADAPTER_DIR, manifest, job)
+        verdict = quality_verdict(job, tracker)
+        if verdict is not None:
+            tracker.set_tag(QUALITY_GATE_TAG, verdict.to_json())
+        registered = register(settings, run_id, local / ADAPTER_DIR, manifest, job, verdict)
     tracker.set_tag(Tag.MODEL_VERSION, str(registered.version))
     tracker.finish("FINISHED")
     outcome = TrainResult(
@@ -127,6 +173,7 @@ def run_job(
         steps=manifest.steps,
         job_uid=uid,
         manifest=manifest.model_dump(mode="json"),
+        quality_gate=verdict.to_json() if verdict is not None else None,
     )
     write_line(format_result(**{k: v for k, v in asdict(outcome).items() if k != "manifest"}))
     return outcome

@@ -1,7 +1,8 @@
 """MLflow: one run per job (found again by its `Tag.JOB_UID` tag), metrics and images.
 
 The driver finds or creates the run (in `Settings.mlflow_experiment`) and logs the
-spec as params; rank 0 of the workers logs metrics (`Metric.*`) and validation images into it.
+spec as params; rank 0 of the workers logs metrics (`Metric.*`, `eval/*`), validation images
+and evaluation grids (`log_image`, with the step) into it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from tuneforge.api import FineTuneJob
 from tuneforge.contract import Tag, job_run_filter
 from tuneforge.registry import ensure_experiment
 from tuneforge.settings import Settings
+
+LOGGED_IMAGES_TAG = "mlflow.loggedImages"
+"""The run tag MLflow's UI reads to show a run's logged images."""
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:
@@ -92,6 +96,32 @@ class RunTracker:
             upload_dir(local_dir, f"{artifact_uri}/{artifact_path}", self._settings)
             return
         self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_image(self, image: Any, key: str, step: int) -> None:
+        """Log a PIL image under `key` at `step`, where MLflow's UI shows it with a step slider.
+
+        The files are named as `MlflowClient.log_image(key=..., step=...)` names them
+        (`images/<key>+step+<step>+timestamp+<ms>+<uuid>.png` and a compressed `.webp`) and
+        uploaded through `log_artifacts`, so S3 artifact stores need no boto3.
+        """
+        import tempfile
+        import time
+        import uuid
+
+        from mlflow.tracking.multimedia import compress_image_size
+
+        stem = f"{key.replace('/', '~')}+step+{step}+timestamp+{int(time.time() * 1000)}+{uuid.uuid4()}"
+        with tempfile.TemporaryDirectory(prefix="tuneforge-image-") as tmp:
+            folder = Path(tmp)
+            image.save(folder / f"{stem}.png")
+            compress_image_size(image).save(folder / f"{stem}+compressed.webp")
+            self.log_artifacts(folder, "images")
+        self._client.set_tag(self.run_id, LOGGED_IMAGES_TAG, "true")
+
+    def metric_at(self, key: str, step: int) -> float | None:
+        """The last value of metric `key` logged at `step`, or None when there is none."""
+        history = [m for m in self._client.get_metric_history(self.run_id, key) if m.step == step]
+        return float(max(history, key=lambda m: m.timestamp).value) if history else None
 
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run finished (or FAILED)."""

@@ -1,6 +1,15 @@
 """The FineTuneJob API (`tuneforge.io/v1alpha1`): pydantic models, the single source of the CRD."""
 
 from tuneforge.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from tuneforge.api.evaluation import (
+    QUALITY_GATE_TAG,
+    EvalMetric,
+    EvaluationSpec,
+    PromoteIf,
+    QualityGateVerdict,
+    apply_quality_gate,
+    gate_verdict,
+)
 from tuneforge.api.job import FineTuneJob, ObjectMeta, dump_job, load_job, load_jobs
 from tuneforge.api.method_rules import Method
 from tuneforge.api.spec import (
@@ -22,6 +31,7 @@ from tuneforge.api.status import (
     Condition,
     ConditionStatus,
     ConditionType,
+    EvaluationStatus,
     FineTuneJobStatus,
     MlflowStatus,
     ProgressStatus,
@@ -33,6 +43,7 @@ __all__ = [
     "GROUP",
     "KIND",
     "PLURAL",
+    "QUALITY_GATE_TAG",
     "SHORT_NAME",
     "SINGULAR",
     "VERSION",
@@ -42,6 +53,9 @@ __all__ = [
     "ConditionType",
     "DatasetSpec",
     "DreamBoothSpec",
+    "EvalMetric",
+    "EvaluationSpec",
+    "EvaluationStatus",
     "FineTuneJob",
     "FineTuneJobSpec",
     "FineTuneJobStatus",
@@ -53,13 +67,17 @@ __all__ = [
     "ObjectMeta",
     "OutputSpec",
     "ProgressStatus",
+    "PromoteIf",
+    "QualityGateVerdict",
     "Reason",
     "ResourcesSpec",
     "Strategy",
     "TextualInversionSpec",
     "TrainingSpec",
     "ValidationSpec",
+    "apply_quality_gate",
     "dump_job",
+    "gate_verdict",
     "load_job",
     "load_jobs",
 ]

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneforge.api.base import ApiModel
+from tuneforge.api.evaluation import EvaluationSpec, PromoteIf
 from tuneforge.api.method_rules import Method, method_errors, rules_for
 from tuneforge.contract import DEFAULT_LORA_TARGETS, default_lora_alpha
 
@@ -240,6 +241,8 @@ class OutputSpec(ApiModel):
     """MLflow registered model that receives the adapter as a new version."""
     alias: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
     """MLflow alias set on the new version, e.g. `candidate` (optional)."""
+    promote_if: PromoteIf | None = None
+    """Minimums per evaluation metric (`dino`, `clipI`, `clipT`): the version is always registered, `alias` moves to it only when every minimum holds (needs `alias` and `evaluation`)."""
 
 
 class FineTuneJobSpec(ApiModel):
@@ -263,6 +266,8 @@ class FineTuneJobSpec(ApiModel):
     """Workers and strategy."""
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     """Validation images."""
+    evaluation: EvaluationSpec | None = None
+    """Result quality (DINO, CLIP-I, CLIP-T as in the DreamBooth paper) before and after training; unset skips it, `{}` measures with the defaults."""
     output: OutputSpec
     """Where the adapter is registered."""
     runtime: str = Field(
@@ -301,5 +306,42 @@ def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
     if spec.training.lr_warmup_steps > spec.training.max_steps:
         errors.append(
             "spec.training.lrWarmupSteps must not exceed training.maxSteps: lower the warm-up"
+        )
+    errors.extend(evaluation_errors(spec))
+    return errors
+
+
+def evaluation_errors(spec: FineTuneJobSpec) -> list[str]:
+    """Broken rules between `evaluation`, `output.promoteIf` and the sections they read."""
+    errors = []
+    evaluation, promote_if = spec.evaluation, spec.output.promote_if
+    if evaluation is not None and not evaluation.prompts and not spec.dataset.instance_prompt:
+        errors.append(
+            "spec.evaluation.prompts is empty and dataset.instancePrompt is unset: give "
+            "evaluation prompts, or an instance prompt to derive the paper's prompts from"
+        )
+    if (
+        evaluation is not None
+        and evaluation.at_validation_steps
+        and not (spec.validation.every_steps)
+    ):
+        errors.append(
+            "spec.evaluation.atValidationSteps needs validation.everySteps >= 1: set it, "
+            "or drop atValidationSteps to evaluate only before and after training"
+        )
+    if promote_if is None:
+        return errors
+    if spec.output.alias is None:
+        errors.append(
+            "spec.output.promoteIf decides whether output.alias moves: set output.alias "
+            "(e.g. production) or remove promoteIf"
+        )
+    measured = set(evaluation.metrics) if evaluation is not None else set()
+    unmeasured = [metric.value for metric in promote_if.minimums() if metric not in measured]
+    if unmeasured:
+        errors.append(
+            f"spec.output.promoteIf sets a minimum for {', '.join(unmeasured)}, which "
+            "spec.evaluation does not measure: add spec.evaluation (its metrics) or remove "
+            "those minimums"
         )
     return errors

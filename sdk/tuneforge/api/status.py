@@ -27,6 +27,7 @@ class ConditionType(str, Enum):
     ADAPTER_REGISTERED = "AdapterRegistered"
     SUSPENDED = "Suspended"
     SPEC_APPLIED = "SpecApplied"
+    QUALITY_GATE = "QualityGate"
 
 
 class Reason(str, Enum):
@@ -59,6 +60,8 @@ class Reason(str, Enum):
     MLFLOW_UNAVAILABLE = "MlflowUnavailable"
     SPEC_APPLIED = "SpecApplied"
     IMMUTABLE_FIELD_CHANGED = "ImmutableFieldChanged"
+    QUALITY_GATE_PASSED = "QualityGatePassed"
+    QUALITY_GATE_FAILED = "QualityGateFailed"
 
 
 def now_rfc3339() -> str:
@@ -111,6 +114,28 @@ class MlflowStatus(ApiModel):
     """The registered version."""
 
 
+class EvaluationStatus(ApiModel):
+    """Result quality measured after training (`spec.evaluation`), read from the job's run."""
+
+    metrics: dict[str, str] = Field(default_factory=dict)
+    """Final values by metric (`dino`, `clipI`, `clipT`), as strings like `loss`."""
+    base: dict[str, str] = Field(default_factory=dict)
+    """The base model's values for the same prompts and seeds, before training."""
+    promoted: bool | None = None
+    """Whether every `output.promoteIf` minimum held, so `output.alias` moved (None: no gate ran)."""
+
+    def summary(self) -> str:
+        """One line for people: `dino 0.7120 (base 0.4010), clipT 0.3010; alias moved`."""
+        parts = [
+            f"{name} {value}" + (f" (base {self.base[name]})" if name in self.base else "")
+            for name, value in sorted(self.metrics.items())
+        ]
+        text = ", ".join(parts) or "no figures"
+        if self.promoted is not None:
+            text += "; alias moved" if self.promoted else "; alias held back by promoteIf"
+        return text
+
+
 class FineTuneJobStatus(ApiModel):
     """Observed state of a FineTuneJob."""
 
@@ -132,6 +157,8 @@ class FineTuneJobStatus(ApiModel):
     """Training progress."""
     mlflow: MlflowStatus | None = None
     """MLflow run and registered version."""
+    evaluation: EvaluationStatus | None = None
+    """Result quality figures (when `spec.evaluation` is set and training finished)."""
 
     def condition(self, type_: ConditionType | str) -> Condition | None:
         """The condition of this type, if present."""

@@ -1,5 +1,5 @@
-"""Job commands: submit, get, list, describe, logs, wait, delete, run, promote (the `adapters`
-group lives in `cli/adapters.py`).
+"""Job commands: submit, get, list, describe, logs, wait, delete, run (the `adapters` group
+lives in `cli/adapters.py`, `promote` in `cli/promote.py`).
 
 Every command takes `--backend local|kubernetes` (env `TUNEFORGE_BACKEND`) and, for the
 Kubernetes backend, `--namespace` (env `TUNEFORGE_NAMESPACE`). `run` always runs here.
@@ -122,8 +122,11 @@ def get(
     backend: str | None = BackendOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """Show one job (state, progress, loss, registered model)."""
-    print_job(out, make_client(backend, namespace).get(name), output)
+    """Show one job (state, progress, loss, registered model, evaluation figures)."""
+    job = make_client(backend, namespace).get(name)
+    print_job(out, job, output)
+    if output in (OutputFormat.TABLE, OutputFormat.WIDE):
+        print_evaluation(job)
 
 
 def list_jobs(
@@ -145,7 +148,16 @@ def describe(
 ) -> None:
     """Show a job in detail: spec highlights, conditions and events."""
     client = make_client(backend, namespace)
-    print_description(out, client.get(name), client.events(name))
+    job = client.get(name)
+    print_description(out, job, client.events(name))
+    print_evaluation(job)
+
+
+def print_evaluation(job: FineTuneJob) -> None:
+    """`Evaluation: dino 0.7120 (base 0.4010), ...` when the job's status has figures."""
+    evaluation = job.status.evaluation if job.status is not None else None
+    if evaluation is not None:
+        out.out(f"Evaluation: {evaluation.summary()}", highlight=False)
 
 
 def logs(
@@ -277,16 +289,6 @@ def report_finished_run(job: FineTuneJob, settings: Settings) -> None:
     raise typer.Exit(EXIT_FAILED)
 
 
-def promote(
-    model: str = typer.Argument(..., help="Registered model name."),
-    version: str = typer.Argument(..., help="Version to promote."),
-    alias: str = typer.Argument(..., help="Alias to point at it, e.g. production."),
-) -> None:
-    """Point an alias of a registered adapter at a version."""
-    Client(Settings(), backend="local").promote(model, version, alias)
-    out.print(f"{model}@{alias} → version {version}")
-
-
 def register(app: typer.Typer) -> None:
     """Attach the job and adapter commands to the root CLI."""
     for command, name in (
@@ -298,6 +300,5 @@ def register(app: typer.Typer) -> None:
         (wait, "wait"),
         (delete, "delete"),
         (run, "run"),
-        (promote, "promote"),
     ):
         app.command(name)(handle_errors(command))

@@ -38,6 +38,7 @@ def _register_optional_groups() -> None:
         "tuneforge.cli.adapters",
         "tuneforge.cli.serve",
         "tuneforge.cli.demo",
+        "tuneforge.cli.promote",
     ):
         try:
             module = importlib.import_module(module_name)

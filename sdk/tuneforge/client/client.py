@@ -134,9 +134,19 @@ class Client:
         """Registered adapters (models, versions, aliases) in the configured MLflow."""
         return AdapterRegistry(self.settings).describe_adapters()
 
-    def promote(self, model: str, version: str | int, alias: str) -> None:
-        """Point `alias` (e.g. `production`) of a registered adapter at `version`."""
-        AdapterRegistry(self.settings).promote(model, version, alias)
+    def promote(self, model: str, version: str | int, alias: str, *, force: bool = False) -> None:
+        """Point `alias` (e.g. `production`) of a registered adapter at `version`.
+
+        A version whose quality gate (`output.promoteIf`) failed is refused with
+        `QualityGateHeldBack` unless `force` is true: the documented override.
+        """
+        from tuneforge.contract import AdapterRef
+        from tuneforge.registry.register import check_promotable
+
+        registry = AdapterRegistry(self.settings)
+        registry.resolve(AdapterRef.of(model, version))  # AdapterNotFoundError naming it
+        check_promotable(registry.store, model, version, force)
+        registry.promote(model, version, alias)
 
     def import_adapter(
         self,

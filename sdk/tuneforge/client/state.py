@@ -6,7 +6,7 @@ state derived here. Both backends write the same conditions, so this works for b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob
@@ -70,6 +70,12 @@ class JobProgress:
     """Reason of the summary condition (or of `Training` while running)."""
     message: str = ""
     """Message of that condition."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Final evaluation figures (`dino`, `clipI`, `clipT`) when `spec.evaluation` measured them."""
+    base_metrics: dict[str, float] = field(default_factory=dict)
+    """The base model's figures for the same prompts and seeds."""
+    promoted: bool | None = None
+    """Whether `output.promoteIf` let the alias move (None: no gate ran)."""
 
     @classmethod
     def of(cls, job: FineTuneJob) -> JobProgress:
@@ -90,6 +96,7 @@ class JobProgress:
             except ValueError:
                 loss = None
         step = progress.step if progress else 0
+        evaluation = status.evaluation if status is not None else None
         return cls(
             name=job.name,
             state=job_state(job),
@@ -100,4 +107,12 @@ class JobProgress:
             eta_seconds=progress.eta_seconds if progress else None,
             reason=condition.reason if condition else None,
             message=condition.message if condition else "",
+            metrics=_figures(evaluation.metrics) if evaluation else {},
+            base_metrics=_figures(evaluation.base) if evaluation else {},
+            promoted=evaluation.promoted if evaluation else None,
         )
+
+
+def _figures(values: dict[str, str]) -> dict[str, float]:
+    """Status figures (strings, as Kubernetes prefers) as numbers."""
+    return {name: float(text) for name, text in values.items()}

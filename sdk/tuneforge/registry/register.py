@@ -1,4 +1,11 @@
-"""Registering an adapter folder: upload its files as run artifacts, create the model version."""
+"""Registering an adapter folder: upload its files as run artifacts, create the model version.
+
+`attach_model_card` then gives the version its model card: a description (method, base,
+key parameters, evaluation figures and the quality gate's verdict) and a `README.md` run
+artifact (`MODEL_CARD_ARTIFACT`), like the cards popular trainers write; the card's text comes
+from `model_card`. The README stays beside, not inside, the `adapter/` folder, which holds
+only safetensors weights and the manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tuneforge.api import QUALITY_GATE_TAG, FineTuneJobSpec, QualityGateVerdict
 from tuneforge.contract import ADAPTER_ARTIFACT_PATH, ADAPTER_MANIFEST, AdapterManifest, Tag
-from tuneforge.errors import RegistryError
+from tuneforge.errors import RegistryError, TuneForgeError
 from tuneforge.registry.mlflow_store import MlflowStore
 from tuneforge.registry.results import RegisteredVersion
 from tuneforge.registry.safety import check_artifact_names, checked_entries
@@ -123,15 +131,170 @@ def _upload(
             shutil.copyfile(path, staging / path.name)
         if not (staging / ADAPTER_MANIFEST).exists():
             (staging / ADAPTER_MANIFEST).write_text(manifest.model_dump_json(indent=2))
-        target = local_path(source) if not is_s3_uri(source) else None
-        if is_s3_uri(source):
-            uri = S3Uri.parse(source)
-            s3 = minio_client(store.settings)
-            for path in sorted(staging.iterdir()):
-                s3.fput_object(uri.bucket, uri.key(path.name), str(path))
-        elif target is not None:
-            target.mkdir(parents=True, exist_ok=True)
-            for path in staging.iterdir():
-                shutil.copyfile(path, target / path.name)
-        else:  # mlflow-artifacts:/ (proxied server) and other schemes: MLflow's own client
-            client.log_artifacts(run_id, str(staging), artifact_path=ADAPTER_ARTIFACT_PATH)
+        _put_files(store, client, run_id, sorted(staging.iterdir()), source, ADAPTER_ARTIFACT_PATH)
+
+
+def _put_files(
+    store: MlflowStore,
+    client: Any,
+    run_id: str,
+    files: list[Path],
+    destination: str,
+    artifact_path: str,
+) -> None:
+    """Put `files` at `destination`, the run's `artifact_path` folder, however it is stored."""
+    target = local_path(destination) if not is_s3_uri(destination) else None
+    if is_s3_uri(destination):
+        uri = S3Uri.parse(destination)
+        s3 = minio_client(store.settings)
+        for path in files:
+            s3.fput_object(uri.bucket, uri.key(path.name), str(path))
+    elif target is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copyfile(path, target / path.name)
+    else:  # mlflow-artifacts:/ (proxied server) and other schemes: MLflow's own client
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+MODEL_CARD_ARTIFACT = "model-card"
+"""Run artifact folder holding the version's `README.md`."""
+MODEL_CARD_TAG = "tuneforge.model_card"
+"""Model-version tag: the artifact URI of the version's `README.md`."""
+EVALUATION_GRIDS = "evaluation/grids"
+"""Run artifact folder of the final evaluation grids (written by the trainer)."""
+
+
+def model_card(
+    name: str,
+    version: int,
+    manifest: AdapterManifest,
+    spec: FineTuneJobSpec,
+    verdict: QualityGateVerdict | None,
+    grids: list[str] | None = None,
+) -> str:
+    """The model card as Markdown: what was trained, how, and how good it measured."""
+    training = spec.training
+    lines = [
+        f"# {name} version {version}",
+        "",
+        f"A **{manifest.method}** adapter for `{manifest.base_model}`, trained by TuneForge "
+        f"job `{manifest.job_name or '?'}` for {manifest.steps} steps.",
+        "",
+        "## Training",
+        "",
+        "| parameter | value |",
+        "|---|---|",
+        f"| method | {manifest.method} |",
+        f"| base model | `{manifest.base_model}` |",
+        f"| instance prompt | {spec.dataset.instance_prompt or '(captions)'} |",
+        f"| steps | {manifest.steps} |",
+        f"| learning rate | {training.learning_rate:g} |",
+        f"| batch size | {training.batch_size} x {training.gradient_accumulation_steps} "
+        f"accumulation x {spec.resources.workers} workers |",
+        f"| resolution | {spec.dataset.resolution} |",
+        f"| mixed precision | {training.mixed_precision.value} |",
+        f"| seed | {training.seed} |",
+    ]
+    if manifest.lora is not None:
+        lines.append(
+            f"| LoRA | rank {manifest.lora.rank}, alpha {manifest.lora.alpha:g}, "
+            f"targets {', '.join(manifest.lora.target_modules)} |"
+        )
+    if manifest.embeddings is not None:
+        lines.append(f"| tokens | {', '.join(manifest.embeddings.tokens)} |")
+    lines += ["", "## Evaluation", ""]
+    if verdict is None:
+        lines.append("Not evaluated (the job had no `spec.evaluation`).")
+    else:
+        lines += [
+            "DreamBooth paper protocol (DINO and CLIP-I: subject fidelity; CLIP-T: prompt "
+            'fidelity); "base" is the base model on the same prompts and seeds.',
+            "",
+            "| metric | this version | base | minimum |",
+            "|---|---|---|---|",
+        ]
+        for metric in sorted(verdict.metrics.keys() | verdict.minimums.keys()):
+            value = verdict.metrics.get(metric)
+            base = verdict.base.get(metric)
+            minimum = verdict.minimums.get(metric)
+            lines.append(
+                f"| {metric} | {'missing' if value is None else f'{value:.4f}'} "
+                f"| {'' if base is None else f'{base:.4f}'} "
+                f"| {'' if minimum is None else f'{minimum:g}'} |"
+            )
+        lines += ["", f"Quality gate: {verdict.message()}."]
+    if grids:
+        lines += ["", "## Images (base above, this version below)", ""]
+        lines += [f"![{grid}](../{EVALUATION_GRIDS}/{grid})" for grid in grids]
+    usage = (
+        "load_textual_inversion"
+        if manifest.embeddings and not manifest.lora
+        else "load_lora_weights"
+    )
+    lines += [
+        "",
+        "## Use",
+        "",
+        f"Serve it as `{name}/{version}` (`tuneforge generate --adapter {name}/{version}`), or "
+        f"fetch the `adapter/` artifacts and call diffusers' `{usage}` on them.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def card_description(manifest: AdapterManifest, verdict: QualityGateVerdict | None) -> str:
+    """The short description MLflow shows on the version page."""
+    text = f"{manifest.method} adapter for {manifest.base_model}, {manifest.steps} steps"
+    if manifest.job_name:
+        text += f", job {manifest.job_name}"
+    if verdict is not None:
+        text += f". Evaluation {verdict.message()}"
+    return text + ". Model card: README.md in the run's model-card/ artifacts."
+
+
+def attach_model_card(
+    store: MlflowStore,
+    registered: RegisteredVersion,
+    readme: str,
+    description: str,
+    verdict: QualityGateVerdict | None,
+) -> str:
+    """Upload `README.md` to the version's run, set its description and tags; returns the URI."""
+    with store.client() as client:
+        run = client.get_run(registered.run_id)
+        uri = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_CARD_ARTIFACT}"
+        with tempfile.TemporaryDirectory(prefix="tuneforge-card-") as tmp:
+            card = Path(tmp) / "README.md"
+            card.write_text(readme)
+            _put_files(store, client, registered.run_id, [card], uri, MODEL_CARD_ARTIFACT)
+        version = str(registered.version)
+        client.update_model_version(registered.name, version, description=description)
+        client.set_model_version_tag(registered.name, version, MODEL_CARD_TAG, f"{uri}/README.md")
+        if verdict is not None:
+            client.set_model_version_tag(
+                registered.name, version, QUALITY_GATE_TAG, verdict.to_json()
+            )
+    return f"{uri}/README.md"
+
+
+class QualityGateHeldBack(TuneForgeError):
+    """The version's quality gate failed; promoting it needs `force`."""
+
+
+def gate_of_version(store: MlflowStore, name: str, version: int | str) -> QualityGateVerdict | None:
+    """The quality gate's verdict recorded on a model version (None: it was not gated)."""
+    with store.client() as client:
+        tags = client.get_model_version(name, str(version)).tags or {}
+    text = tags.get(QUALITY_GATE_TAG)
+    return QualityGateVerdict.from_json(text) if text else None
+
+
+def check_promotable(store: MlflowStore, name: str, version: int | str, force: bool) -> None:
+    """QualityGateHeldBack when the version failed its gate and `force` is not given."""
+    verdict = gate_of_version(store, name, version)
+    if verdict is not None and not verdict.passed and not force:
+        raise QualityGateHeldBack(
+            f"{name} version {version} failed its quality gate ({verdict.message()}): "
+            "promote it anyway with --force (SDK: force=True), or train a better version"
+        )
