@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ def mlflow_unavailable(error: BaseException) -> bool:
     Connection refused, timeouts and 5xx answers after MLflow's own retries count; a
     "not found", a refused request or a bad value does not (retrying cannot help those).
     """
+    return _unanswered(error) is not None
+
+
+def _unanswered(error: BaseException) -> BaseException | None:
+    """The error in `error`'s chain that says MLflow did not answer, if any."""
     from mlflow.exceptions import MlflowException
 
     seen: BaseException | None = error
@@ -66,11 +72,11 @@ def mlflow_unavailable(error: BaseException) -> bool:
             if seen.error_code in UNAVAILABLE_CODES or seen.message.startswith(
                 REQUEST_FAILED_PREFIX
             ):
-                return True
+                return seen
         elif isinstance(seen, ConnectionError | TimeoutError):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 @dataclass(frozen=True)
@@ -174,8 +180,18 @@ def _failure(operation: Callable[[], T]) -> T | _Failure:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
+    """What MLflow's client said (not a wrapper's reading of it), short, with the OS error."""
+    lines = str(_unanswered(error) or error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    cause = _OS_ERROR.search(text)
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + "..." + (f" ({cause.group(0)})" if cause else "")
+
+
+MAX_ERROR_CHARS = 200
+"""How much of the last error the message quotes."""
+_OS_ERROR = re.compile(r"\[Errno \d+\] [^'\")]+")
 
 
 MLFLOW_HTTP_VARIABLES = {
