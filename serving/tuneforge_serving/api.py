@@ -3,14 +3,14 @@
 `create_api(service)` builds the FastAPI app around an `ApiService`; the Serve ingress
 deployment returns it from `__serve_build_asgi_app__`, and tests run it in-process with a
 `LocalBackend`. Limits beyond the config answer 422, unknown adapters 404, overload 429
-(this ingress) or 503 (model queue full), timeouts 504.
+(this ingress) or 503 (model queue full), timeouts 504. Each caller's token maps to the
+adapters it may use and list (`callers.py`): others answer 403.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import secrets
 import time
 from typing import Any
@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tuneforge.contract import AdapterRef
 from tuneforge_serving.backends import ModelBackend
+from tuneforge_serving.callers import EVERYONE, Authenticator, Caller
 from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.errors import (
     LimitExceeded,
@@ -61,7 +62,7 @@ class ApiService:
         self.default_model = next(iter(backends))
         self.registry = registry
         self.resolver = AdapterResolver(registry, config.resolve_cache_ttl_s)
-        self.token = token
+        self.auth = Authenticator(token, config.auth.load_callers())
         self.metrics = ApiMetrics(config.metrics_prefix)
         replicas = (
             config.autoscaling.max_replicas if config.autoscaling.enabled else config.num_replicas
@@ -92,13 +93,10 @@ class ApiService:
         if len(set(names)) != len(names):
             raise LimitExceeded("adapters: each adapter name may appear once per request")
 
-    def check_token(self, credentials: HTTPAuthorizationCredentials | None) -> None:
-        """401 unless the bearer token matches (token None: auth explicitly disabled)."""
-        if self.token is None:
-            return
-        given = credentials.credentials if credentials else ""
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise _Unauthorized("missing or wrong bearer token: send Authorization: Bearer <token>")
+    def check_token(self, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+        """The caller holding the bearer token; 401 when nobody does (no token configured:
+        auth explicitly disabled, everyone may call)."""
+        return self.auth.authenticate(credentials.credentials if credentials else None)
 
     def backend(self, model: str | None) -> ModelBackend:
         """The backend for `model` (404 for an unknown model name)."""
@@ -111,10 +109,13 @@ class ApiService:
 
     # ------------------------------------------------------------------ operations
 
-    async def generate(self, body: GenerateRequest) -> tuple[GenerateResponse, list[bytes]]:
+    async def generate(
+        self, body: GenerateRequest, caller: Caller = EVERYONE
+    ) -> tuple[GenerateResponse, list[bytes]]:
         """Validate, resolve, admit and run one request."""
         start = time.perf_counter()
         self.check_limits(body)
+        caller.check(ref.name for ref in body.adapters)
         backend = self.backend(body.model)
         if self._inflight >= self.admission_limit:
             self.metrics.rejected.labels("overloaded").inc()
@@ -164,8 +165,8 @@ class ApiService:
         )
         return response, output.images
 
-    async def list_adapters(self, model: str | None) -> AdapterList:
-        """Registered adapters, with the versions attached on the answering replica."""
+    async def list_adapters(self, model: str | None, caller: Caller = EVERYONE) -> AdapterList:
+        """The caller's registered adapters, with the versions attached on this replica."""
         try:
             entries = await asyncio.to_thread(self.registry.list_adapters)
         except Exception as error:  # noqa: BLE001 - registry down: 503, its address logged only
@@ -179,6 +180,8 @@ class ApiService:
         summaries = []
         for entry in entries:
             name = entry if isinstance(entry, str) else entry.name
+            if not caller.allows(name):
+                continue
             aliases = getattr(entry, "aliases", {}) or {}
             summaries.append(
                 AdapterSummary(
@@ -193,9 +196,15 @@ class ApiService:
         return AdapterList(adapters=summaries)
 
     async def load(
-        self, name: str, version: int | None, alias: str | None, model: str | None
+        self,
+        name: str,
+        version: int | None,
+        alias: str | None,
+        model: str | None,
+        caller: Caller = EVERYONE,
     ) -> LoadResponse:
         """Stage and attach an adapter ahead of traffic."""
+        caller.check([name])
         if version is not None and alias is not None:
             raise LimitExceeded("give either version or alias, not both")
         try:
@@ -216,10 +225,6 @@ class ApiService:
         """Every model backend answers."""
         answers = await asyncio.gather(*(b.ready() for b in self.backends.values()))
         return all(answers)
-
-
-class _Unauthorized(ServingError):
-    status = 401
 
 
 class _UnknownModel(ServingError):
@@ -244,8 +249,8 @@ def create_api(service: ApiService) -> FastAPI:
     )
     bearer = HTTPBearer(auto_error=False)
 
-    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        service.check_token(credentials)
+    def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+        return service.check_token(credentials)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorized)])
     async def openapi() -> JSONResponse:
@@ -270,21 +275,23 @@ def create_api(service: ApiService) -> FastAPI:
         response_model=GenerateResponse,
         responses={
             200: {"content": {"image/png": {}}},
+            403: {},
             404: {},
             422: {},
             429: {},
             503: {},
             504: {},
         },
-        dependencies=[Depends(authorized)],
     )
-    async def generate(body: GenerateRequest, request: Request) -> Response:
+    async def generate(
+        body: GenerateRequest, request: Request, caller: Caller = Depends(authorized)
+    ) -> Response:
         """Generate images; `Accept: image/png` returns the PNG itself (one image only)."""
         wants_png = "image/png" in request.headers.get("accept", "")
         if wants_png and body.num_images != 1:
             raise LimitExceeded("Accept: image/png returns one image; ask JSON for numImages > 1")
         with service.metrics.latency.labels("generate").time():
-            payload, images = await service.generate(body)
+            payload, images = await service.generate(body, caller)
         service.metrics.requests.labels("generate", "200").inc()
         if wants_png:
             used = ",".join(str(AdapterRef(a.name, a.version)) for a in payload.adapters)
@@ -292,19 +299,23 @@ def create_api(service: ApiService) -> FastAPI:
             return Response(images[0], media_type="image/png", headers=headers)
         return JSONResponse(payload.model_dump(by_alias=True))
 
-    @app.get("/v1/adapters", response_model=AdapterList, dependencies=[Depends(authorized)])
-    async def adapters(model: str | None = None) -> AdapterList:
-        """Registered adapters and which versions this replica holds in its slots."""
-        return await service.list_adapters(model)
+    @app.get("/v1/adapters", response_model=AdapterList)
+    async def adapters(
+        model: str | None = None, caller: Caller = Depends(authorized)
+    ) -> AdapterList:
+        """The caller's registered adapters and which versions this replica holds in its slots."""
+        return await service.list_adapters(model, caller)
 
-    @app.post(
-        "/v1/adapters/{name}/load", response_model=LoadResponse, dependencies=[Depends(authorized)]
-    )
+    @app.post("/v1/adapters/{name}/load", response_model=LoadResponse)
     async def load(
-        name: str, version: int | None = None, alias: str | None = None, model: str | None = None
+        name: str,
+        version: int | None = None,
+        alias: str | None = None,
+        model: str | None = None,
+        caller: Caller = Depends(authorized),
     ) -> LoadResponse:
         """Prewarm: fetch, stage and attach an adapter on one model replica."""
-        return await service.load(name, version, alias, model)
+        return await service.load(name, version, alias, model, caller)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

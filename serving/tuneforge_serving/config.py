@@ -92,38 +92,115 @@ class BatchConfig(_Model):
     """How long a lone request waits for company; 0 batches only what is already queued."""
 
 
+def _read_token(token_file: Path | None, token_env: str | None, where: str) -> str | None:
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if not token:
+            raise ValueError(f"{where}.tokenFile {token_file} is empty; write the token")
+        return token
+    return (os.environ.get(token_env) if token_env else None) or None
+
+
+class CallerConfig(_Model):
+    """One API caller (a team): its own token, and the adapters it may use and list.
+
+    An adapter is a registered-model name; the caller may use it when the name starts with
+    one of `adapter_prefixes` or is in `adapters`. Others answer 403 and are not listed.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """Who the caller is (in 403 messages and logs), e.g. the team's namespace."""
+    token_env: str | None = None
+    """Environment variable holding this caller's token."""
+    token_file: Path | None = None
+    """File holding this caller's token; wins over `token_env`."""
+    adapter_prefixes: list[str] = Field(default_factory=list)
+    """Adapter-name prefixes the caller may use and list, e.g. `team-a.`."""
+    adapters: list[str] = Field(default_factory=list)
+    """Adapter names the caller may use and list besides the prefixes."""
+
+    @model_validator(mode="after")
+    def _token_source_and_scope(self) -> CallerConfig:
+        if self.token_env is None and self.token_file is None:
+            raise ValueError(f"auth.callers[{self.name}]: set tokenEnv or tokenFile")
+        if any(not prefix for prefix in self.adapter_prefixes):
+            raise ValueError(
+                f"auth.callers[{self.name}].adapterPrefixes: an empty prefix would allow every "
+                "adapter; write e.g. 'team-a.'"
+            )
+        return self
+
+    def allows(self, adapter: str) -> bool:
+        """True when this caller may use and list adapter `adapter`."""
+        return adapter in self.adapters or any(adapter.startswith(p) for p in self.adapter_prefixes)
+
+    def scope_text(self) -> str:
+        """The caller's scope, as the 403 states it."""
+        parts = [f"names starting {p!r}" for p in self.adapter_prefixes] + self.adapters
+        return ", ".join(parts) or "no adapters"
+
+    def load_token(self) -> str:
+        """This caller's token; ValueError naming the caller when it is not set."""
+        where = f"auth.callers[{self.name}]"
+        token = _read_token(self.token_file, self.token_env, where)
+        if not token:
+            raise ValueError(f"{where}: no token: set {self.token_env or 'its tokenFile'}")
+        return token
+
+
 class AuthConfig(_Model):
     """Bearer-token auth of the API, on by default and failing closed.
 
     Every route but `/healthz` and `/readyz` (`/metrics`, `/docs` and `/openapi.json`
-    included) needs `Authorization: Bearer <token>`. Without a token the app refuses to
-    start, unless `enabled` is explicitly false.
+    included) needs `Authorization: Bearer <token>`. The main token (`token_env` /
+    `token_file`) may use and list every adapter; each of `callers` has its own token and
+    adapter scope. Without any token the app refuses to start, unless `enabled` is
+    explicitly false.
     """
 
     enabled: bool = True
     """False serves every route to anyone: only for a server nobody else can reach."""
     token_env: str | None = "TUNEFORGE_SERVING_TOKEN"
-    """Environment variable holding the token (e.g. from a Kubernetes Secret)."""
+    """Environment variable holding the main token (e.g. from a Kubernetes Secret)."""
     token_file: Path | None = None
-    """File holding the token (a mounted Secret); wins over `token_env`."""
+    """File holding the main token (a mounted Secret); wins over `token_env`."""
+    callers: list[CallerConfig] = Field(default_factory=list)
+    """Callers with their own token, limited to their adapters (one per team)."""
+
+    @field_validator("callers")
+    @classmethod
+    def _unique_callers(cls, value: list[CallerConfig]) -> list[CallerConfig]:
+        names = [caller.name for caller in value]
+        if len(set(names)) != len(names):
+            raise ValueError("auth.callers: each caller name may appear once")
+        return value
 
     def load_token(self) -> str | None:
-        """The token; None only when auth is disabled. ValueError when on and none is set."""
+        """The main token, after checking every caller's token.
+
+        None when auth is disabled, or when only `callers` have tokens. ValueError when auth
+        is on and no token is configured, or when two callers share a token.
+        """
         if not self.enabled:
             return None
-        if self.token_file is not None:
-            token = self.token_file.read_text().strip()
-            if not token:
-                raise ValueError(f"auth.tokenFile {self.token_file} is empty; write the token")
-            return token
-        token = os.environ.get(self.token_env) if self.token_env else None
-        if not token:
+        token = _read_token(self.token_file, self.token_env, "auth")
+        callers = [caller.load_token() for caller in self.callers]
+        if len(set(callers + ([token] if token else []))) != len(callers) + bool(token):
+            raise ValueError("auth: two callers (or a caller and the main token) share a token")
+        if not token and not callers:
             source = f"set {self.token_env} or " if self.token_env else ""
             raise ValueError(
                 "serving auth is on and no token is configured: "
-                f"{source}set auth.tokenFile; to serve without auth, set auth.enabled: false"
+                f"{source}set auth.tokenFile (or auth.callers); to serve without auth, set "
+                "auth.enabled: false"
             )
         return token
+
+    def load_callers(self) -> list[tuple[CallerConfig, str]]:
+        """Each caller with its token (none when auth is disabled)."""
+        if not self.enabled:
+            return []
+        return [(caller, caller.load_token()) for caller in self.callers]
 
 
 class ServingConfig(_Model):
