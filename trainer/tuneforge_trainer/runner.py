@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.api import QUALITY_GATE_TAG, FineTuneJob, QualityGateVerdict, gate_verdict
+from tuneforge.api.evaluation import grid_file
 from tuneforge.contract import AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
 from tuneforge.sigterm import raise_on_sigterm
@@ -97,7 +98,7 @@ def register(
     )
     evaluation = job.spec.evaluation
     prompts = evaluation.prompts_for(job.spec.dataset.instance_prompt) if evaluation else []
-    grids = [f"prompt{index:02d}.png" for index in range(len(prompts))]
+    grids = [grid_file(index) for index in range(len(prompts))]
     readme = model_card(registered.name, registered.version, manifest, job.spec, verdict, grids)
     description = card_description(manifest, verdict)
     attach_model_card(registry.store, registered, readme, description, verdict)

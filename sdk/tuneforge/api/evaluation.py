@@ -39,6 +39,8 @@ EVALUATOR_URI_PATTERN = r"^(hf://|s3://|/|file://|\./).+"
 
 QUALITY_GATE_TAG = "tuneforge.quality_gate"
 """Run and model-version tag: the gate's verdict as JSON (`QualityGateVerdict.to_json`)."""
+GRIDS_ARTIFACT = "evaluation/grids"
+"""Run artifact folder of the final grids (`grid_file(i)` per prompt) and `prompts.txt`."""
 METRIC_PREFIX = "eval/"
 """MLflow metric key prefix: `eval/dino`, `eval/clipI`, `eval/clipT` (the step is the training
 step; step 0 is the base model before training)."""
@@ -72,6 +74,12 @@ PAPER_OBJECT_PROMPTS = (
 )
 """The DreamBooth paper's 25 prompts for objects (its dataset's `prompts_and_classes.txt`);
 `{}` is the subject, e.g. `sks toy`."""
+
+
+def grid_file(prompt_index: int) -> str:
+    """The file name of a prompt's final grid under `GRIDS_ARTIFACT`, e.g. `prompt00.png`."""
+    return f"prompt{prompt_index:02d}.png"
+
 
 _SUBJECT_LEADS = ("a photo of ", "a picture of ", "an image of ", "a ", "an ", "the ")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.api import QUALITY_GATE_TAG, FineTuneJobSpec, QualityGateVerdict
+from tuneforge.api.evaluation import GRIDS_ARTIFACT
 from tuneforge.contract import ADAPTER_ARTIFACT_PATH, ADAPTER_MANIFEST, AdapterManifest, Tag
 from tuneforge.errors import RegistryError, TuneForgeError
 from tuneforge.registry.mlflow_store import MlflowStore
@@ -162,8 +163,6 @@ MODEL_CARD_ARTIFACT = "model-card"
 """Run artifact folder holding the version's `README.md`."""
 MODEL_CARD_TAG = "tuneforge.model_card"
 """Model-version tag: the artifact URI of the version's `README.md`."""
-EVALUATION_GRIDS = "evaluation/grids"
-"""Run artifact folder of the final evaluation grids (written by the trainer)."""
 
 
 def model_card(
@@ -227,7 +226,7 @@ def model_card(
         lines += ["", f"Quality gate: {verdict.message()}."]
     if grids:
         lines += ["", "## Images (base above, this version below)", ""]
-        lines += [f"![{grid}](../{EVALUATION_GRIDS}/{grid})" for grid in grids]
+        lines += [f"![{grid}](../{GRIDS_ARTIFACT}/{grid})" for grid in grids]
     usage = (
         "load_textual_inversion"
         if manifest.embeddings and not manifest.lora

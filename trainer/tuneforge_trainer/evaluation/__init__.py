@@ -8,6 +8,6 @@ CLIP-I and CLIP-T, computed on the workers' devices with the modules they hold.
 """
 
 from tuneforge_trainer.evaluation.metrics import prompt_fidelity, subject_fidelity
-from tuneforge_trainer.evaluation.worker import GRIDS_ARTIFACT, WorkerEvaluation
+from tuneforge_trainer.evaluation.worker import WorkerEvaluation
 
-__all__ = ["GRIDS_ARTIFACT", "WorkerEvaluation", "prompt_fidelity", "subject_fidelity"]
+__all__ = ["WorkerEvaluation", "prompt_fidelity", "subject_fidelity"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tuneforge.api import EvalMetric, FineTuneJobSpec
+from tuneforge.api.evaluation import GRIDS_ARTIFACT, grid_file
 from tuneforge.settings import Settings
 from tuneforge_trainer.components import Components
 from tuneforge_trainer.data import instance_root, read_records
@@ -35,9 +36,6 @@ from tuneforge_trainer.validation import (
 
 if TYPE_CHECKING:
     from tuneforge_trainer.tracking import RunTracker
-
-GRIDS_ARTIFACT = "evaluation/grids"
-"""Run artifact folder of the final grids (`prompt00.png`, ...) and `prompts.txt`."""
 
 
 def real_images(dataset_dir: Path) -> list[Any]:
@@ -168,6 +166,6 @@ class WorkerEvaluation:
             with tempfile.TemporaryDirectory(prefix="tuneforge-eval-") as tmp:
                 folder = Path(tmp)
                 for index, grid in enumerate(grids):
-                    grid.save(folder / f"prompt{index:02d}.png")
+                    grid.save(folder / grid_file(index))
                 (folder / "prompts.txt").write_text("\n".join(self.prompts) + "\n")
                 self.tracker.log_artifacts(folder, GRIDS_ARTIFACT)
