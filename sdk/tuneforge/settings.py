@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SERVING_URL = "http://127.0.0.1:8000"
@@ -111,7 +111,14 @@ class Settings(BaseSettings):
     """Folder of the tiny-asset cache; default `$XDG_CACHE_HOME/tuneforge/assets`."""
     job_scope: str | None = None
     """The job's namespace and tenancy policy as JSON (`TUNEFORGE_JOB_SCOPE`), set by the operator
-    on every Ray container of a RayJob (`tuneforge.tenancy.JobScope`); unset in embedded mode."""
+    on every Ray container of a RayJob when a tenancy policy is in force
+    (`tuneforge.tenancy.JobScope`); unset in embedded mode."""
+    download_max_bytes: ByteSize = Field(default=ByteSize(20 * 2**30), gt=0)
+    """Most bytes one `s3://` download (a dataset, a base model, class images, an adapter) may
+    bring (`TUNEFORGE_DOWNLOAD_MAX_BYTES`, e.g. `20GiB`); larger ones are refused before the
+    first byte. Keep it within the runtime's model-cache size."""
+    download_max_objects: int = Field(default=100_000, gt=0)
+    """Most objects one `s3://` download may bring (`TUNEFORGE_DOWNLOAD_MAX_OBJECTS`)."""
     xdg_cache_home: str | None = Field(
         default=None, validation_alias=AliasChoices("XDG_CACHE_HOME")
     )

@@ -241,6 +241,20 @@ def download_prefix(
     return _download_s3(S3Uri.parse(str(uri)), dest, settings or Settings(), progress)
 
 
+def check_download_caps(uri: S3Uri, objects: int, size: int, settings: Settings) -> None:
+    """StorageError naming the cap setting when a download is larger than the caps allow."""
+    caps = (
+        ("objects", objects, settings.download_max_objects, "TUNEFORGE_DOWNLOAD_MAX_OBJECTS"),
+        ("bytes", size, settings.download_max_bytes, "TUNEFORGE_DOWNLOAD_MAX_BYTES"),
+    )
+    for what, value, cap, variable in caps:
+        if value > cap:
+            raise StorageError(
+                f"{uri} holds {value} {what}, more than the download cap {variable}={cap}: "
+                "narrow the URI to what the job needs, or ask the platform team to raise the cap"
+            )
+
+
 def _download_s3(
     uri: S3Uri, dest: Path, settings: Settings, progress: ProgressCallback | None
 ) -> list[Path]:
@@ -254,6 +268,7 @@ def _download_s3(
     if not objects:
         raise StorageError(f"nothing found at {uri}: check the bucket and prefix")
     total = sum(size for _, _, size in objects)
+    check_download_caps(uri, len(objects), total, settings)
     done = 0
     paths: list[Path] = []
     for key, relative, size in objects:
@@ -273,6 +288,7 @@ def _download_s3(
                     for chunk in response.stream(_CHUNK):
                         handle.write(chunk)
                         done += len(chunk)
+                        check_download_caps(uri, len(objects), done, settings)
                         if progress:
                             progress(done, total)
             finally:
