@@ -51,11 +51,17 @@ namespaces:
   {self.b}:
     storagePrefixes: [s3://{self.b}]
 """
+        self.write_policy(kube, self.policy)
+
+    def write_policy(self, kube: KubeCluster, policy: str) -> None:
+        """(Re)write the runtimes ConfigMap in team A's namespace with this policy."""
         b_only = TEST_RUNTIME.model_copy(update={"allowed_namespaces": [self.b]})
         configmap = runtimes_configmap(
-            {"default": TEST_RUNTIME, "b-gpu": b_only}, self.a, tenancy=self.policy
+            {"default": TEST_RUNTIME, "b-gpu": b_only}, self.a, tenancy=policy
         )
-        created = kube.request("POST", f"/api/v1/namespaces/{self.a}/configmaps", configmap)
+        path = f"/api/v1/namespaces/{self.a}/configmaps"
+        kube.request("DELETE", f"{path}/{configmap['metadata']['name']}")
+        created = kube.request("POST", path, configmap)
         assert created.ok, created.message
 
     def job(self, name: str, **spec: Any) -> dict[str, Any]:
@@ -196,3 +202,10 @@ def test_operator_without_webhook_refuses_cross_team_jobs_as_invalid_spec(
     message = wait_until("the RuntimeNotFound message", blocked, timeout_s=30)
     assert f"runtimes namespace {teams.a} may use: default)" in message, message
     assert "b-gpu" not in message
+    # A policy the operator cannot read (two teams share a bucket) refuses every job, naming it.
+    teams.write_policy(kube, teams.policy.replace(f"s3://{teams.b}]", f"s3://{teams.a}/b]"))
+    assert kube.request("POST", JOBS.format(ns=teams.a), teams.job("after-bad-policy")).ok
+    job = wait_for_condition(kube, teams.a, "after-bad-policy", "Succeeded", status="False")
+    (succeeded,) = [c for c in job["status"]["conditions"] if c["type"] == "Succeeded"]
+    assert "the tenancy policy (tenancy.yaml) is invalid" in succeeded["message"], succeeded
+    assert "overlap" in succeeded["message"], succeeded
