@@ -120,18 +120,36 @@ def unet_module_names(model_path: Path) -> dict[str, str]:
 class Denoiser(nn.Module):
     """Text encoder + UNet: `forward(input_ids, noisy_latents, timesteps) -> prediction`."""
 
-    def __init__(self, text_encoder: nn.Module, unet: nn.Module):
-        """Hold both parts; their parameter names are prefixed `text_encoder.` and `unet.`."""
+    def __init__(self, text_encoder: nn.Module, unet: nn.Module, *, text_encoder_frozen: bool):
+        """Hold both parts; their parameter names are prefixed `text_encoder.` and `unet.`.
+
+        `text_encoder_frozen`: no gradient flows through the text encoder (LoRA or DreamBooth
+        on the UNet only), so its forward runs without autograd and outside autocast.
+        """
         super().__init__()
         self.text_encoder = text_encoder
         self.unet = unet
+        self.text_encoder_frozen = text_encoder_frozen
 
     def forward(
         self, input_ids: torch.Tensor, noisy_latents: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
         """The UNet's prediction (noise or velocity) conditioned on the prompts' tokens."""
-        hidden = self.text_encoder(input_ids, return_dict=False)[0]
+        hidden = self.encode_prompts(input_ids)
         return self.unet(noisy_latents, timesteps, hidden, return_dict=False)[0]
+
+    def encode_prompts(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The text encoder's hidden states for `input_ids`.
+
+        A frozen encoder runs as diffusers' training examples run it: under `no_grad` and in
+        its own weights' dtype, not under the step's autocast (half-precision autocast would
+        only round its output; on CPUs without bf16/fp16 kernels it cost more than the UNet).
+        A trained one (textual inversion, `trainTextEncoder`) stays under autocast.
+        """
+        if not self.text_encoder_frozen:
+            return self.text_encoder(input_ids, return_dict=False)[0]  # type: ignore[no-any-return]
+        with torch.no_grad(), torch.autocast(input_ids.device.type, enabled=False):
+            return self.text_encoder(input_ids, return_dict=False)[0]  # type: ignore[no-any-return]
 
 
 def tokenize(tokenizer: Any, prompts: list[str]) -> torch.Tensor:

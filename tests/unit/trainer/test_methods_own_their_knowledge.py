@@ -57,3 +57,35 @@ def test_progress_lines_are_the_contracts() -> None:
     assert progress is not None
     assert (progress.step, progress.total_steps, progress.loss) == (3, 10, 0.125)
     assert progress.images_per_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("method", "sections", "frozen"),
+    [
+        ("lora", {}, True),
+        ("lora", {"lora": {"trainTextEncoder": True}}, False),
+        ("textualInversion", {}, False),
+    ],
+)
+def test_a_frozen_text_encoder_runs_without_autograd_outside_the_steps_autocast(
+    tmp_path, tiny_model_dir, method: str, sections: dict, frozen: bool
+) -> None:
+    import torch
+
+    from tuneforge_trainer.components import load_components, tokenize
+
+    job = make_trainer_job(method, tmp_path, tmp_path, **sections)
+    components = load_components(tiny_model_dir)
+    trainer = method_class(job.spec.method)(job.spec, components=components)
+    trainer.prepare()
+    denoiser = trainer.denoiser()
+    ids = tokenize(components.tokenizer, ["a photo of sks dog"])
+    autocast_seen: list[bool] = []
+    denoiser.text_encoder.register_forward_pre_hook(
+        lambda *_: autocast_seen.append(torch.is_autocast_enabled("cpu"))
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = denoiser.encode_prompts(ids)
+    assert denoiser.text_encoder_frozen is frozen
+    assert autocast_seen == [not frozen]
+    assert hidden.requires_grad is not frozen

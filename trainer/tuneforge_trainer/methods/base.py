@@ -74,7 +74,11 @@ class TrainingMethod(ABC):
 
     def denoiser(self) -> Denoiser:
         """The module a strategy wraps (text encoder + UNet)."""
-        denoiser = Denoiser(self.components.text_encoder, self.components.unet)
+        denoiser = Denoiser(
+            self.components.text_encoder,
+            self.components.unet,
+            text_encoder_frozen=not self.trains_text_encoder,
+        )
         if not self.trains_text_encoder:
             denoiser.text_encoder.eval()
         return denoiser
