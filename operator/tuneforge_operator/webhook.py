@@ -23,7 +23,7 @@ import kopf
 
 from tuneforge.api import GROUP, PLURAL, VERSION
 from tuneforge_operator.admission import review, tenancy_subject
-from tuneforge_operator.kubeapi import KubeApi
+from tuneforge_operator.kubeapi import KubeApi, KubeApiError
 from tuneforge_operator.runtimes import RuntimeCatalog
 from tuneforge_operator.settings import OperatorSettings
 from tuneforge_operator.webhook_tls import (
@@ -158,7 +158,15 @@ class WebhookState:
             return "the operator is still starting (not logged in): retry in a few seconds"
         assert self.catalog is not None
         namespace = str(((new or {}).get("metadata") or {}).get("namespace") or "")
-        refusals = await self.catalog.refusals(spec, namespace)
+        try:
+            refusals = await self.catalog.refusals(spec, namespace)
+        except KubeApiError as error:  # fail closed, saying what the platform team must fix
+            logger.error("Cannot read %s for the tenancy rules: %s", self.catalog.where, error)
+            return (
+                f"the tenancy rules cannot be checked: reading {self.catalog.where} failed "
+                f"({error.status} {error.reason}); the platform team must let the operator's "
+                "ServiceAccount get it and name it in TUNEFORGE_OPERATOR_RUNTIME_CONFIGMAP"
+            )
         return "; ".join(refusals) or None
 
 
