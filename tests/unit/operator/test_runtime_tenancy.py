@@ -46,3 +46,29 @@ def test_runtimes_usable_by_a_namespace_and_the_tenancy_key_is_no_runtime() -> N
     config = PlatformConfig(parse_runtimes(data), parse_tenancy(data[TENANCY_KEY]))
     assert config.usable("team-a") == ["open"]
     assert config.usable("team-b") == ["b-gpu", "open"]
+
+
+def _job(**status: str) -> dict[str, object]:
+    spec = {
+        "method": "lora",
+        "dataset": {"uri": "s3://team-a/dogs", "instancePrompt": "a photo of sks dog"},
+        "output": {"registeredModel": "team-a.dogs"},
+    }
+    return {"metadata": {"name": "dogs", "namespace": "team-a"}, "spec": spec, "status": status}
+
+
+def test_the_webhook_judges_new_jobs_and_spec_changes_before_the_rayjob() -> None:
+    from tuneforge_operator.admission import tenancy_subject
+
+    new, old = _job(), _job()
+    created = tenancy_subject("CREATE", new, None)
+    assert created is not None and created.output.registered_model == "team-a.dogs"
+    assert tenancy_subject("UPDATE", new, old) is None  # kopf's annotations: no spec change
+    moved = _job()
+    moved["spec"]["output"] = {"registeredModel": "team-b.dogs"}  # type: ignore[index]
+    assert tenancy_subject("UPDATE", moved, old) is not None
+    assert tenancy_subject("UPDATE", moved, _job(rayJobName="dogs")) is None  # immutable now
+    assert tenancy_subject("DELETE", None, old) is None
+    deleting = {**moved, "metadata": {"name": "dogs", "deletionTimestamp": "2026-12-01T00:00:00Z"}}
+    assert tenancy_subject("UPDATE", deleting, old) is None
+    assert tenancy_subject("CREATE", {"spec": {"method": "nope"}}, None) is None  # review refuses
