@@ -164,8 +164,23 @@ def tuneforge_loop(model_dir: Path, dataset_dir: Path, steps: int, out: Path, bf
     train_worker(plan, LocalContext(out / "checkpoints"), settings)
 
 
-def run_side(side: str, args: argparse.Namespace, model_dir: Path, dataset: Path) -> float:
-    """Seconds per step of `side`, timed here from its first step line to its loop's return."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux `/proc`; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_side(
+    side: str, args: argparse.Namespace, model_dir: Path, dataset: Path
+) -> tuple[float, float]:
+    """Wall and CPU seconds per step of `side`, from its first step line to its loop's return.
+
+    The wall time is the benchmark's figure; the CPU time (the child's user + system time over
+    the same window) is a cross-check that load from other processes inflates far less.
+    """
     from tuneforge.contract import parse_progress_line
 
     with tempfile.TemporaryDirectory(prefix=f"realsize-{side}-") as out:
@@ -177,17 +192,19 @@ def run_side(side: str, args: argparse.Namespace, model_dir: Path, dataset: Path
         assert child.stdout is not None
         first: float | None = None
         returned: float | None = None
+        cpu_first = cpu_returned = 0.0
         for line in child.stdout:
             now = time.perf_counter()
             is_step = line.startswith(STEP_LINE) or parse_progress_line(line) is not None
             if is_step and first is None:
-                first = now
+                first, cpu_first = now, cpu_seconds(child.pid)
             if line.startswith(DONE_LINE):
-                returned = now
+                returned, cpu_returned = now, cpu_seconds(child.pid)
             print(f"  {side}: {line.rstrip()}", file=sys.stderr, flush=True)
         if child.wait() != 0 or first is None or returned is None:
             raise RuntimeError(f"the {side} loop failed (exit {child.returncode})")
-    return (returned - first) / (args.steps - 1)
+    intervals = args.steps - 1
+    return (returned - first) / intervals, (cpu_returned - cpu_first) / intervals
 
 
 # ---------------------------------------------------------------- switches
@@ -307,17 +324,20 @@ def main() -> None:
     began = time.perf_counter()
     model_dir = cached_tiny_model(seed=0) if args.tiny else sd15_random_folder()
     dataset = cached_tiny_dataset(resolution=RESOLUTION, num_instance=2, num_class=1)
-    bare: list[float] = []
-    ours: list[float] = []
+    bare: list[tuple[float, float]] = []
+    ours: list[tuple[float, float]] = []
     for _ in range(args.repeats):
         bare.append(run_side("bare", args, model_dir, dataset))
         ours.append(run_side("tuneforge", args, model_dir, dataset))
     switch_s, file_s, memory_s = run_switches(args, model_dir)
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / GB
-    bare_s, ours_s = statistics.median(bare), statistics.median(ours)
+    bare_s, ours_s = (statistics.median(wall for wall, _ in side) for side in (bare, ours))
+    bare_cpu, ours_cpu = (statistics.median(cpu for _, cpu in side) for side in (bare, ours))
     print(
         f"steps={args.steps} repeats={args.repeats} precision={args.precision} "
         f"bare_s_per_step={bare_s:.2f} tuneforge_s_per_step={ours_s:.2f} "
+        f"bare_cpu_s_per_step={bare_cpu:.2f} tuneforge_cpu_s_per_step={ours_cpu:.2f} "
+        f"cpu_ratio={ours_cpu / max(bare_cpu, 1e-9):.3f} "
         f"switch_ms={switch_s * 1e3:.1f} copy_from_file_ms={file_s * 1e3:.1f} "
         f"copy_in_memory_ms={memory_s * 1e3:.1f} total_s={time.perf_counter() - began:.0f}"
     )
