@@ -9,8 +9,9 @@ is off (one team, the platform's credentials, any bucket). With it, a namespace 
 entry may run nothing.
 
 `job_refusals` is the one decision, pure: the admission webhook, the operator (when no webhook
-runs) and the trainer (from the `JobScope` the operator hands it in `TUNEFORGE_JOB_SCOPE`)
-all call it, so a job is refused with the same words wherever it is caught.
+runs) and the trainer (from the `JobScope` the operator hands it in `TUNEFORGE_JOB_SCOPE` while
+a policy is in force) all call it, so a job is refused with the same words wherever it is
+caught. Local paths are refused in cluster mode with or without a policy.
 """
 
 from __future__ import annotations
