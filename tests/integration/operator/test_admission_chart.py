@@ -93,6 +93,10 @@ def installed(
             "TUNEFORGE_OPERATOR_WEBHOOK_SECRET": secret_name,
             "TUNEFORGE_OPERATOR_WEBHOOK_CONFIGURATION": config["metadata"]["name"],
             "TUNEFORGE_OPERATOR_WEBHOOK_CERT_DIR": str(tmp_path / "certs"),
+            # the chart's RBAC reads only its own runtimes ConfigMap (the webhook reads it too)
+            "TUNEFORGE_OPERATOR_RUNTIME_CONFIGMAP": one(docs, "ConfigMap", "-runtimes")["metadata"][
+                "name"
+            ],
         },
     )
     try:
