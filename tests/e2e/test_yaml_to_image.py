@@ -13,8 +13,11 @@
    Ray Serve on the same Ray, with the RayService pod env; it loads the adapter by
    `name@alias` and `POST /v1/generate` returns a PNG unlike the base model's for the same seed.
 
-The S3/MLflow variables of the test services are removed from this process's environment for
-the whole flow, so the operator, the trainer and serving only know what the chart told them.
+The operator, the trainer's entrypoint and the two Ray heads (training, serving; podray.py)
+run with their pods' env only, nothing of this process's; the S3/MLflow variables of the test
+services are also removed from this process's environment for the whole flow. So the
+operator, the trainer, its workers and serving only know what the chart told them (a Secret
+missing a key fails them: test_chart_env.py).
 See docs/e2e.md. Slow (minutes): one Ray Train fit and one Serve application.
 """
 
@@ -51,12 +54,15 @@ SEED = 7
 
 
 @pytest.fixture(scope="module")
-def chart_only_env(services_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The test services, with their variables removed from os.environ during this module."""
+def chart_only_env(s3: Any, mlflow_server: Any) -> Iterator[None]:
+    """The test services' variables (and a shared Ray's, which `services_env` may have set for
+    the session) removed from os.environ during this module. No shared Ray is started: each
+    step runs its own with its pod's env (podray.py)."""
+    keys = {*s3.env(), *mlflow_server.env(), "RAY_ADDRESS", "TUNEFORGE_RAY_ADDRESS"}
     with pytest.MonkeyPatch.context() as patch:
-        for key in services_env:
+        for key in keys:
             patch.delenv(key, raising=False)
-        yield services_env
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +76,7 @@ def release(
     kube: KubeCluster,
     s3: Any,
     mlflow_server: Any,
-    chart_only_env: dict[str, str],
+    chart_only_env: None,
     example_job: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
@@ -110,7 +116,6 @@ def trained(
     release: Release,
     operator: Any,
     s3: Any,
-    ray_cluster: Any,
     tiny_model_dir: Path,
     tiny_dataset_dir: Path,
     example_job: dict[str, Any],
@@ -122,7 +127,6 @@ def trained(
         release,
         example_job,
         s3,
-        ray_cluster.address,
         tiny_model_dir,
         tiny_dataset_dir,
         tmp_path_factory.mktemp("e2e-trainer-pod"),
@@ -134,14 +138,13 @@ def trained(
 def serving_url(
     release: Release,
     trained: TrainedJob,
-    ray_cluster: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    """The RayService's Serve application on the local Ray, ready."""
+    """The RayService's Serve application on a Ray head with the RayService pod's env, ready."""
     if not trained.succeeded:
         pytest.skip("training did not succeed (see test_example_job_trains_and_registers)")
     home = tmp_path_factory.mktemp("e2e-serving-pod")
-    with start_serving(release, ray_cluster, image_env(home)) as url:
+    with start_serving(release, image_env(home), home) as url:
         yield url
 
 

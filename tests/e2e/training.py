@@ -1,9 +1,11 @@
 """Step 3-5 of the end-to-end flow: inputs to S3, the example FineTuneJob applied, the
 RayJob's entrypoint run by the KubeRay stand-in on the local Ray, the job followed to the end.
 
-The stand-in gets the environment the RayJob's head pod would have: its container spec read
-back from the apiserver and resolved against the job namespace's Secrets (podenv.py), plus
-RAY_ADDRESS (set by KubeRay's job submission) and HOME (the container's own).
+The stand-in gets the environment the RayJob's head pod would have, and nothing of this
+process's: its container spec read back from the apiserver and resolved against the job
+namespace's Secrets (podenv.py), the image's PATH and locale, plus RAY_ADDRESS (set by
+KubeRay's job submission) and HOME (the container's own). The Ray head it joins is started
+with that same env (podray.py), so Train workers see only what the chart gave the pod.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.podenv import container_env
+from tests.e2e.podray import pod_ray
 from tests.e2e.release import Release, image_env
 from tests.fixtures.kuberay_standin import KubeRayStandIn
 
@@ -98,7 +101,6 @@ def train_example_job(
     release: Release,
     manifest: dict[str, Any],
     s3: Any,
-    ray_address: str,
     model_dir: Path,
     dataset_dir: Path,
     pod_home: Path,
@@ -131,18 +133,21 @@ def train_example_job(
     head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     pod_env = container_env(kube, head, namespace, f"{rayjob_name}-head")
     pod_env.update(image_env(pod_home))
-    pod_env["RAY_ADDRESS"] = ray_address
-    standin = KubeRayStandIn(kube, namespace, outcome="execute", env=pod_env).start()
-    started = time.monotonic()
-    try:
-        job = _wait(
-            f"FineTuneJob {name} to finish (Succeeded True or False)",
-            lambda: (lambda j: j if _finished(j) else None)(get(job_path)),
-            TRAINING_TIMEOUT_S,
-            lambda: f"{standin.entrypoint_log(rayjob_name)[-4000:]}\n{operator_log()}",
-        )
-    finally:
-        standin.stop()
+    with pod_ray(pod_env, pod_home) as ray_address:
+        pod_env["RAY_ADDRESS"] = ray_address
+        standin = KubeRayStandIn(
+            kube, namespace, outcome="execute", env=pod_env, inherit_env=False
+        ).start()
+        started = time.monotonic()
+        try:
+            job = _wait(
+                f"FineTuneJob {name} to finish (Succeeded True or False)",
+                lambda: (lambda j: j if _finished(j) else None)(get(job_path)),
+                TRAINING_TIMEOUT_S,
+                lambda: f"{standin.entrypoint_log(rayjob_name)[-4000:]}\n{operator_log()}",
+            )
+        finally:
+            standin.stop()
     print(f"e2e: RayJob entrypoint to a finished FineTuneJob: {time.monotonic() - started:.0f} s")
     return TrainedJob(
         job=job,
