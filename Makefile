@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 NETNS := scripts/netns-run
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-realsize lint typecheck imports kube-assets helm-bin clean
+.PHONY: setup demo test test-realsize test-cluster images cluster-assets lint typecheck imports kube-assets helm-bin clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,26 @@ test: lint typecheck imports kube-assets helm-bin
 # tier of `make test`, alone here (docs/testing.md).
 test-realsize: setup
 	$(NETNS) $(PY) -m pytest tests/realsize $(PYTEST_ARGS)
+
+# The three images (docker/Dockerfile.*) built with buildah on a local debootstrap base, CPU
+# torch, cached as `podman save` archives (docs/pods.md). Needs root and the registries.
+images:
+	scripts/images/build.sh
+
+# The real node's binaries (kubelet, kube-scheduler, kube-proxy from Debian's kubernetes source),
+# its Debian packages and the pause image; built or found in the cache before the private
+# network namespace is entered.
+cluster-assets: kube-assets
+	@scripts/cluster/node-deps.sh
+	@scripts/cluster/build-node-assets.sh >/dev/null
+	@scripts/cluster/pause-image.sh >/dev/null
+
+# The cluster tier (docs/testing.md): the images start, a real single-node cluster runs the
+# chart's operator pod and `helm test`, and its teardown leaves nothing behind. Root only.
+test-cluster: setup kube-assets helm-bin images cluster-assets
+	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" HELM_BIN="$$(scripts/get-helm.sh)" \
+		TUNEFORGE_NODE_ASSETS="$$(scripts/cluster/build-node-assets.sh)" \
+		$(NETNS) $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output

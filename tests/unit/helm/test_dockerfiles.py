@@ -84,6 +84,9 @@ def test_operator_image_installs_only_the_operator_extra() -> None:
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
     assert 'ENTRYPOINT ["python", "-m", "tuneforge_operator"]' in text
     assert re.search(r"^USER 65532:65532$", text, re.M), "the chart runs it as 65532"
+    # kopf's peering identity calls getpass.getuser(): the UID needs a name (or USER set).
+    assert "useradd --uid 65532" in " ".join(_instructions(text))
+    assert re.search(r"^ENV USER=\S+$", text, re.M)
     assert "find_spec(m) is not None" in text, "the build-time no-torch guard is gone"
 
 
