@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from tuneforge.api import QUALITY_GATE_TAG
 from tuneforge.api.status_rules import RunObservation
 from tuneforge.contract import Metric, Tag, job_run_filter
 
@@ -99,10 +100,12 @@ class MlflowReader:
         """The job's latest metrics and registered version (empty when nothing is logged yet)."""
         run = await self._find_run(job_uid)
         metrics: dict[str, dict[str, Any]] = {}
+        tags: dict[str, str] = {}
         run_id: str | None = None
         if run is not None:
             run_id = run.get("info", {}).get("run_id")
             metrics = {m["key"]: m for m in run.get("data", {}).get("metrics", [])}
+            tags = {t.get("key"): t.get("value") for t in run.get("data", {}).get("tags", [])}
         step_metric = metrics.get(Metric.STEP)
         loss_metric = metrics.get(Metric.LOSS)
         step: int | None = None
@@ -117,4 +120,5 @@ class MlflowReader:
             loss=float(loss_metric["value"]) if loss_metric is not None else None,
             images_per_s=float(throughput["value"]) if throughput is not None else None,
             model_version=await self._find_version(job_uid, model_name, run_id),
+            quality_gate=tags.get(QUALITY_GATE_TAG),
         )

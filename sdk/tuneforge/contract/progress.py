@@ -129,6 +129,8 @@ class TrainingResult:
     """Registered model name."""
     model_version: str | None = None
     """Registered version."""
+    quality_gate: str | None = None
+    """The quality-gate verdict (JSON), when the job evaluated its result."""
 
 
 def parse_result_line(line: str) -> TrainingResult | None:
@@ -155,6 +157,7 @@ def parse_result_line(line: str) -> TrainingResult | None:
         run_id=text("run_id", "runId"),
         model_name=text("model_name", "modelName", "registered_model", "registeredModel"),
         model_version=text("model_version", "modelVersion", "version"),
+        quality_gate=text("quality_gate", "qualityGate"),
     )
 
 

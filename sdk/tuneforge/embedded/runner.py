@@ -203,6 +203,8 @@ class JobRunner:
         progress = self._latest
         run_id, version = self._registered(job, returncode)
         run = _run(progress, run_id, version) if progress or run_id or version else None
+        if run is not None and self._reported is not None and self._reported.quality_gate:
+            run = replace(run, quality_gate=self._reported.quality_gate)
         failure = _failure_message(returncode, tail, interrupted)
         if failure is None:
             training = TrainingObservation(

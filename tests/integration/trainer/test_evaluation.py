@@ -63,12 +63,13 @@ def test_evaluation_logs_figures_and_grids_and_the_gate_holds_back_the_alias(
     from PIL import Image
 
     from tuneforge.api import FineTuneJobStatus, QualityGateVerdict, gate_verdict
+    from tuneforge.api.status_rules import Observed, compute_status
     from tuneforge.assets.evaluators import cached_tiny_evaluators
     from tuneforge.client.client import Client
     from tuneforge.registry import AdapterRegistry
     from tuneforge.registry.register import QualityGateHeldBack
     from tuneforge.settings import Settings
-    from tuneforge_operator.quality_gate import QualityGateReader, record_quality_gate
+    from tuneforge_operator.mlflow_reader import MlflowReader
     from tuneforge_trainer import run_job
     from tuneforge_trainer.evaluation.metrics import subject_fidelity
     from tuneforge_trainer.evaluation.models import load_evaluators
@@ -153,9 +154,12 @@ def test_evaluation_logs_figures_and_grids_and_the_gate_holds_back_the_alias(
     assert json.loads(result.quality_gate or "{}")["passed"] is False
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("eval-lora", "production")
-    status = FineTuneJobStatus()
-    reader = QualityGateReader(trainer_env["MLFLOW_TRACKING_URI"])
-    assert asyncio.run(record_quality_gate(reader, status, result.run_id, 1))
+    # The operator reads the verdict with the run (one REST read) and the status rules show it.
+    observed = asyncio.run(
+        MlflowReader(trainer_env["MLFLOW_TRACKING_URI"]).observe("uid-eval-lora", "eval-lora")
+    )
+    assert observed.quality_gate == run.data.tags["tuneforge.quality_gate"]
+    status = compute_status(FineTuneJobStatus(), Observed(generation=1, run=observed))
     condition = status.condition("QualityGate")
     assert condition is not None and condition.reason == "QualityGateFailed"
     assert condition.message.startswith("held back: clipI ")

@@ -128,3 +128,20 @@ def test_quality_gate_condition_and_figures_in_status():
     assert status.evaluation.promoted is True
     wire = status.to_wire()
     assert wire["evaluation"] == {"metrics": {"dino": "0.7000"}, "base": {}, "promoted": True}
+
+
+def test_the_status_rules_show_the_verdict_the_run_or_result_line_carries():
+    """Operator (run tag, read with the run) and embedded mode (result line) feed one rule."""
+    from tuneforge.api.status_rules import Observed, RunObservation, compute_status
+    from tuneforge.contract import format_result, parse_result_line
+
+    failed = gate_verdict({"clipT": 0.2}, PromoteIf(clipT=0.3), {"clipT": 0.1})
+    result = parse_result_line(format_result(run_id="r1", quality_gate=failed.to_json()))
+    assert result is not None and result.quality_gate == failed.to_json()
+    run = RunObservation(run_id="r1", model_version="1", quality_gate=result.quality_gate)
+    status = compute_status(None, Observed(generation=2, run=run))
+    condition = status.condition("QualityGate")
+    assert condition is not None and condition.reason == "QualityGateFailed"
+    assert status.evaluation is not None and status.evaluation.promoted is False
+    ungated = compute_status(None, Observed(generation=2, run=RunObservation(run_id="r1")))
+    assert ungated.condition("QualityGate") is None and ungated.evaluation is None

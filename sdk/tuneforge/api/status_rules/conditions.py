@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from tuneforge.api.evaluation import QualityGateVerdict, apply_quality_gate
 from tuneforge.api.status import (
     ConditionStatus,
     ConditionType,
@@ -252,6 +253,8 @@ def compute_status(current: FineTuneJobStatus | None, obs: Observed) -> FineTune
             or (status.mlflow.model_version if status.mlflow else None),
         )
         status.progress = _progress(obs, status.progress)
+        if obs.run.quality_gate:
+            apply_quality_gate(status, QualityGateVerdict.from_json(obs.run.quality_gate), gen)
     training = obs.training
     if training is not None and training.phase in (
         TrainingPhase.RUNNING,

@@ -58,6 +58,8 @@ class RunObservation:
     """The trainer's own estimate of the seconds left, when it reported one."""
     model_version: str | None = None
     """The version of the job's registered model that the run registered."""
+    quality_gate: str | None = None
+    """The trainer's quality-gate verdict (JSON of the run tag `QUALITY_GATE_TAG`), once recorded."""
 
 
 @dataclass(frozen=True)
