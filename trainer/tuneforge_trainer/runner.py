@@ -80,11 +80,13 @@ def register(
     manifest: AdapterManifest,
     job: FineTuneJob,
     verdict: QualityGateVerdict | None = None,
+    kept_at: str | None = None,
 ) -> Any:
     """Register the adapter folder as a version of `output.registeredModel` (idempotent per uid).
 
     The version is always registered; `output.alias` moves to it only when `verdict` passed
-    (or there is none). The version then gets its model card.
+    (or there is none). The version then gets its model card. `kept_at` is where the
+    adapter stays when MLflow cannot be reached (the error names it).
     """
     from tuneforge.registry import AdapterRegistry
     from tuneforge.registry.register import attach_model_card, card_description, model_card
@@ -94,7 +96,13 @@ def register(
     alias = output.alias if verdict is None or verdict.passed else None
     registry = AdapterRegistry(settings)
     registered = registry.register(
-        run_id, adapter_dir, manifest, output.registered_model, alias=alias, tags=tags
+        run_id,
+        adapter_dir,
+        manifest,
+        output.registered_model,
+        alias=alias,
+        tags=tags,
+        kept_at=kept_at,
     )
     evaluation = job.spec.evaluation
     prompts = evaluation.prompts_for(job.spec.dataset.instance_prompt) if evaluation else []
@@ -115,6 +123,9 @@ def run_job(
     """Check, train on Ray, register; returns the MLflow run and the registered version."""
     settings = settings or Settings()
     trainer_settings = trainer_settings or TrainerSettings()
+    from tuneforge.registry.retry import apply_mlflow_http_settings
+
+    apply_mlflow_http_settings(settings)  # every MLflow call below is bounded, not only register
     uid = job_uid(job)
     tracking_uri = tracking_uri_for(settings)
     checkpoint_uri = trainer_settings.checkpoints(settings)
@@ -164,7 +175,10 @@ def run_job(
         verdict = quality_verdict(job, tracker)
         if verdict is not None:
             tracker.set_tag(QUALITY_GATE_TAG, verdict.to_json())
-        registered = register(settings, run_id, local / ADAPTER_DIR, manifest, job, verdict)
+        kept_at = f"{result.checkpoint.path}/{ADAPTER_DIR}"
+        registered = register(
+            settings, run_id, local / ADAPTER_DIR, manifest, job, verdict, kept_at=kept_at
+        )
     tracker.set_tag(Tag.MODEL_VERSION, str(registered.version))
     tracker.finish("FINISHED")
     outcome = TrainResult(

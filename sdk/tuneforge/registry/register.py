@@ -47,6 +47,8 @@ def register_adapter(
         try:
             run = client.get_run(run_id)
         except Exception as error:
+            if getattr(error, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise  # MLflow down or refusing: the caller's retry decides
             raise RegistryError(f"no MLflow run {run_id!r} at {store.tracking_uri}") from error
         source = f"{run.info.artifact_uri.rstrip('/')}/{ADAPTER_ARTIFACT_PATH}"
         existing = _registered_before(store, client, name, run_id, source, manifest)
