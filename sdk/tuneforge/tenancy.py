@@ -182,10 +182,21 @@ class JobScope(ApiModel):
     """Cluster mode: local paths (`/…`, `file://`, `./`) are refused (embedded mode allows them)."""
 
 
+MODEL_FIELDS = ("spec.baseModel.uri", "spec.evaluation.dinoModel", "spec.evaluation.clipModel")
+"""URI fields that name a model: `baseModelPrefixes` cover them besides `storagePrefixes`."""
+
+
 def _uri_fields(spec: FineTuneJobSpec) -> dict[str, str]:
     fields = {"spec.baseModel.uri": spec.base_model.uri, "spec.dataset.uri": spec.dataset.uri}
     if spec.dataset.class_data_uri:
         fields["spec.dataset.classDataUri"] = spec.dataset.class_data_uri
+    evaluation = spec.evaluation
+    if evaluation is not None:  # only the evaluators its metrics load
+        metrics = {metric.value for metric in evaluation.metrics}
+        if "dino" in metrics:
+            fields["spec.evaluation.dinoModel"] = evaluation.dino_model
+        if metrics & {"clipI", "clipT"}:
+            fields["spec.evaluation.clipModel"] = evaluation.clip_model
     return fields
 
 
@@ -198,7 +209,7 @@ def _storage_refusals(
         fields = {**fields, "TUNEFORGE_CHECKPOINT_URI": checkpoint_uri}
     for field, uri in fields.items():
         allowed = tenant.storage_prefixes
-        if field == "spec.baseModel.uri":
+        if field in MODEL_FIELDS:
             allowed = allowed + tenant.base_model_prefixes
         if not any(uri_within(uri, prefix) for prefix in allowed):
             problems.append(

@@ -41,7 +41,10 @@ def spec(**changes: Any) -> FineTuneJobSpec:
     }
     for path, value in changes.items():
         section, _, key = path.partition(".")
-        wire.setdefault(section, {})[key] = value
+        if key:
+            wire.setdefault(section, {})[key] = value
+        else:
+            wire[section] = value
     return FineTuneJobSpec.model_validate(wire)
 
 
@@ -95,6 +98,23 @@ def test_shared_base_model_prefixes_open_only_the_base_model(tenancy: Tenancy) -
     assert job_refusals(spec(**{"baseModel.uri": "s3://models/sd15/v1"}), scope) == []
     (problem,) = job_refusals(spec(**{"dataset.uri": "s3://models/sd15/v1"}), scope)
     assert problem.startswith("spec.dataset.uri")
+
+
+def test_evaluator_models_are_models_checked_only_when_a_metric_loads_them(
+    tenancy: Tenancy,
+) -> None:
+    scope = tenancy.scope("team-a")
+    shared = {"dinoModel": "s3://models/sd15/dino", "clipModel": "s3://team-a/clip"}
+    assert job_refusals(spec(evaluation={**shared, "metrics": ["dino", "clipT"]}), scope) == []
+    foreign = {"dinoModel": "s3://team-b/dino", "clipModel": "s3://team-b/clip"}
+    (problem,) = job_refusals(spec(evaluation={**foreign, "metrics": ["dino"]}), scope)
+    assert problem.startswith("spec.evaluation.dinoModel 's3://team-b/dino' is outside")
+    assert "s3://models/sd15" in problem  # baseModelPrefixes cover evaluator models too
+    problems = job_refusals(spec(evaluation=foreign), scope)
+    assert [p.split(" ")[0] for p in problems] == [
+        "spec.evaluation.dinoModel",
+        "spec.evaluation.clipModel",
+    ]
 
 
 def test_another_teams_model_and_alias_are_refused(tenancy: Tenancy) -> None:
