@@ -78,6 +78,13 @@ env:
       secretKeyRef:
         name: {{ .Values.serving.auth.existingSecret }}
         key: {{ .Values.serving.auth.secretKey }}
+  {{- range $i, $caller := .Values.serving.auth.callers }}
+  - name: TUNEFORGE_SERVING_TOKEN_{{ $i }}
+    valueFrom:
+      secretKeyRef:
+        name: {{ $caller.existingSecret }}
+        key: {{ $caller.secretKey | default "token" }}
+  {{- end }}
   {{- end }}
 envFrom:
   - secretRef:

@@ -256,6 +256,45 @@ def test_serving_auth_is_on_by_default_and_fails_closed(chart: Path) -> None:
         assert "TUNEFORGE_SERVING_TOKEN" not in names
 
 
+def test_per_caller_tokens_reach_the_app_and_the_pods_from_their_secrets(
+    chart: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneforge_serving.callers import Authenticator
+
+    callers = [
+        {"name": "team-a", "existingSecret": "a-token", "adapterPrefixes": ["team-a."]},
+        {"name": "team-b", "existingSecret": "b-token", "secretKey": "k", "adapters": ["dogs"]},
+    ]
+    auth = {"existingSecret": "sd-token", "callers": callers}
+    docs = render(chart, {"serving": {"enabled": True, "auth": auth}})
+    for pod in _pods(docs).values():
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        refs = [env[f"TUNEFORGE_SERVING_TOKEN_{i}"]["valueFrom"]["secretKeyRef"] for i in (0, 1)]
+        assert refs == [{"name": "a-token", "key": "token"}, {"name": "b-token", "key": "k"}]
+    config = _app_args(docs)
+    for variable, token in (
+        ("TUNEFORGE_SERVING_TOKEN", "main"),
+        ("TUNEFORGE_SERVING_TOKEN_0", "ta"),
+    ):
+        monkeypatch.setenv(variable, token)
+    monkeypatch.setenv("TUNEFORGE_SERVING_TOKEN_1", "tb")
+    authenticator = Authenticator(config.auth.load_token(), config.auth.load_callers())
+    team_a = authenticator.authenticate("ta")
+    assert team_a.name == "team-a" and team_a.allows("team-a.dogs") and not team_a.allows("dogs")
+    assert authenticator.authenticate("tb").allows("dogs")
+    assert authenticator.authenticate("main").allows("anything")
+
+    refused = template(
+        chart, {"serving": {"enabled": True, "auth": {"enabled": False, "callers": callers}}}
+    )
+    assert refused.returncode != 0 and "needs serving.auth.enabled" in refused.output
+    bad = [{"name": "team-a", "adapterPrefixes": ["team-a."]}]  # no Secret named
+    refused = template(
+        chart, {"serving": {"enabled": True, "auth": {"existingSecret": "s", "callers": bad}}}
+    )
+    assert refused.returncode != 0 and "existingSecret" in refused.output
+
+
 def test_the_serving_ray_cluster_uses_kuberay_token_auth(chart: Path) -> None:
     docs = render(chart, {"serving": {"enabled": True, "auth": {"existingSecret": "sd-token"}}})
     assert one(docs, "RayService")["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
