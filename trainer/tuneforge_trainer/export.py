@@ -1,4 +1,9 @@
-"""Adapter export: method files plus `tuneforge-adapter.json` (the trainer → serving contract)."""
+"""Adapter export: method files plus `tuneforge-adapter.json` (the trainer → serving contract).
+
+With `output.formats: [diffusers, kohya]` the LoRA is also written in the kohya-ss / A1111 /
+ComfyUI layout (`pytorch_lora_weights.kohya.safetensors`) by the SDK's one kohya writer,
+and the manifest lists both formats.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,18 @@ from pathlib import Path
 
 import torch
 
+from tuneforge.adapters.exporter import write_kohya
 from tuneforge.api import FineTuneJob
-from tuneforge.contract import ADAPTER_MANIFEST, AdapterManifest
+from tuneforge.contract import (
+    ADAPTER_MANIFEST,
+    KOHYA_LORA_WEIGHTS,
+    LORA_WEIGHTS,
+    AdapterFormat,
+    AdapterManifest,
+)
+from tuneforge_trainer.errors import InvalidTrainingInput
 from tuneforge_trainer.methods import TrainingMethod
+from tuneforge_trainer.methods.base import ExportedAdapter
 
 
 def export_adapter(
@@ -19,14 +33,22 @@ def export_adapter(
     job_uid: str,
     steps: int,
 ) -> AdapterManifest:
-    """Write the adapter files and their manifest into `out_dir`; returns the manifest."""
+    """Write the adapter files (in every `output.formats` layout) and their manifest into `out_dir`.
+
+    Returns the manifest.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     exported = method.export(state, out_dir)
+    formats = list(job.spec.output.formats)
+    files = list(exported.files)
+    if AdapterFormat.KOHYA in formats:
+        files.append(_write_kohya(exported, out_dir).name)
     manifest = AdapterManifest(
         method=method.method.value,
         base_model=job.spec.base_model.uri,
         base_model_fingerprint=method.components.fingerprint,
-        files=exported.files,
+        files=files,
+        formats=formats,
         lora=exported.lora,
         embeddings=exported.embeddings,
         full_model=exported.full_model,
@@ -36,6 +58,15 @@ def export_adapter(
     )
     write_manifest(manifest, out_dir)
     return manifest
+
+
+def _write_kohya(exported: ExportedAdapter, out_dir: Path) -> Path:
+    """The kohya/A1111 copy of the exported LoRA; InvalidTrainingInput when there is none."""
+    if exported.lora is None:
+        raise InvalidTrainingInput(
+            "spec.output.formats lists kohya, but this job exported no LoRA: remove kohya"
+        )
+    return write_kohya(out_dir / LORA_WEIGHTS, exported.lora.alpha, out_dir / KOHYA_LORA_WEIGHTS)
 
 
 def write_manifest(manifest: AdapterManifest, out_dir: Path) -> Path:

@@ -2,27 +2,34 @@
 
 `kohya` writes the kohya-ss / A1111 / ComfyUI layout (`lora_unet_…`, `lora_te_…`, per-module
 `.alpha`) with diffusers' `convert_state_dict_to_kohya`; `diffusers` copies the registered
-`pytorch_lora_weights.safetensors` as is.
+`pytorch_lora_weights.safetensors` as is. `write_kohya` is the one kohya writer: the trainer's
+`output.formats: [diffusers, kohya]` calls it too.
 """
 
 from __future__ import annotations
 
 import shutil
-from enum import Enum
 from pathlib import Path
 
 from tuneforge.adapters.layouts import AdapterFormatError
 from tuneforge.adapters.lora_convert import to_kohya
-from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
+from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS, AdapterFormat
 from tuneforge.registry import AdapterRegistry
 from tuneforge.settings import Settings
 
+ExportFormat = AdapterFormat
+"""Layouts `export` writes: the contract's adapter layouts."""
 
-class ExportFormat(str, Enum):
-    """Layouts `export` writes."""
 
-    KOHYA = "kohya"
-    DIFFUSERS = "diffusers"
+def write_kohya(weights: Path, alpha: float, target: Path) -> Path:
+    """Write the kohya/A1111 layout of diffusers LoRA file `weights` to `target`; returns it.
+
+    `alpha`: the LoRA's alpha (the manifest's), used where the file's metadata names none.
+    """
+    from safetensors.torch import save_file
+
+    save_file(to_kohya(weights, alpha), str(target))
+    return target
 
 
 def export_adapter(
@@ -61,7 +68,4 @@ def export_adapter(
     if fmt is ExportFormat.DIFFUSERS:
         shutil.copyfile(fetched.path / LORA_WEIGHTS, target)
         return target
-    from safetensors.torch import save_file
-
-    save_file(to_kohya(fetched.path / LORA_WEIGHTS, manifest.lora.alpha), str(target))
-    return target
+    return write_kohya(fetched.path / LORA_WEIGHTS, manifest.lora.alpha, target)

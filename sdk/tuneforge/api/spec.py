@@ -16,7 +16,12 @@ from pydantic import Field, field_validator, model_validator
 from tuneforge.api.base import ApiModel
 from tuneforge.api.evaluation import EvaluationSpec, PromoteIf
 from tuneforge.api.method_rules import Method, method_errors, rules_for
-from tuneforge.contract import DEFAULT_LORA_TARGETS, default_lora_alpha
+from tuneforge.contract import (
+    DEFAULT_LORA_TARGETS,
+    KOHYA_LORA_WEIGHTS,
+    AdapterFormat,
+    default_lora_alpha,
+)
 
 DEFAULT_BASE_MODEL = "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -243,6 +248,22 @@ class OutputSpec(ApiModel):
     """MLflow alias set on the new version, e.g. `candidate` (optional)."""
     promote_if: PromoteIf | None = None
     """Minimums per evaluation metric (`dino`, `clipI`, `clipT`): the version is always registered, `alias` moves to it only when every minimum holds (needs `alias` and `evaluation`)."""
+    formats: list[AdapterFormat] = Field(
+        default_factory=lambda: [AdapterFormat.DIFFUSERS], min_length=1, max_length=2
+    )
+    """Layouts the registered adapter holds: `diffusers` (always listed; serving reads it) and optionally `kohya`, which adds `pytorch_lora_weights.kohya.safetensors` for A1111, ComfyUI and kohya-ss (only for a LoRA: method `lora`, or `dreambooth` with `exportLora`)."""
+
+    @field_validator("formats")
+    @classmethod
+    def _diffusers_listed_once(cls, value: list[AdapterFormat]) -> list[AdapterFormat]:
+        if len(set(value)) != len(value):
+            raise ValueError("output.formats: list each format once (diffusers, kohya)")
+        if AdapterFormat.DIFFUSERS not in value:
+            raise ValueError(
+                "output.formats must include diffusers (the layout serving reads): "
+                "write [diffusers, kohya]"
+            )
+        return value
 
 
 class FineTuneJobSpec(ApiModel):
@@ -308,7 +329,19 @@ def cross_field_errors(spec: FineTuneJobSpec) -> list[str]:
             "spec.training.lrWarmupSteps must not exceed training.maxSteps: lower the warm-up"
         )
     errors.extend(evaluation_errors(spec))
+    errors.extend(output_errors(spec))
     return errors
+
+
+def output_errors(spec: FineTuneJobSpec) -> list[str]:
+    """`output.formats` asks for a LoRA layout from a job that trains no LoRA."""
+    if AdapterFormat.KOHYA in spec.output.formats and spec.effective_lora() is None:
+        return [
+            f"spec.output.formats lists kohya ({KOHYA_LORA_WEIGHTS}), a LoRA layout, but this "
+            f"{spec.method.value} job trains no LoRA: remove kohya, or train a LoRA "
+            "(method lora, or dreambooth with exportLora: true)"
+        ]
+    return []
 
 
 def evaluation_errors(spec: FineTuneJobSpec) -> list[str]:

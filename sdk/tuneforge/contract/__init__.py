@@ -1,7 +1,8 @@
 """The trainer → serving contract, in one place that imports no torch.
 
 - `AdapterRef`: the `name`, `name/VERSION`, `name@alias` adapter reference (parse, format).
-- `Tag`, `Metric`: MLflow tag and metric names; adapter file names; LoRA defaults.
+- `Tag`, `Metric`: MLflow tag and metric names; adapter file names and layouts
+  (`AdapterFormat`); LoRA defaults.
 - `AdapterManifest` with typed `lora` / `embeddings` sections (`tuneforge-adapter.json`).
 - The trainer's stdout progress and result lines: `format_progress`, `parse_progress_line`, …
 
@@ -21,8 +22,10 @@ from tuneforge.contract.names import (
     DEFAULT_LORA_TARGETS,
     DEFAULT_SLOT_RANK,
     DEFAULT_TEXT_ENCODER_LORA_TARGETS,
+    KOHYA_LORA_WEIGHTS,
     LORA_WEIGHTS,
     TI_EMBEDDINGS,
+    AdapterFormat,
     Metric,
     Tag,
     default_lora_alpha,
@@ -47,11 +50,13 @@ __all__ = [
     "DEFAULT_LORA_TARGETS",
     "DEFAULT_SLOT_RANK",
     "DEFAULT_TEXT_ENCODER_LORA_TARGETS",
+    "KOHYA_LORA_WEIGHTS",
     "LORA_WEIGHTS",
     "MANIFEST_FORMAT_VERSION",
     "PROGRESS_PREFIX",
     "RESULT_PREFIX",
     "TI_EMBEDDINGS",
+    "AdapterFormat",
     "AdapterManifest",
     "AdapterMethod",
     "AdapterRef",

@@ -6,7 +6,7 @@ model here forbids unknown keys, so a misspelt field is an error, not a silent d
     {"format_version": 2, "method": "lora", "base_model": "s3://models/sd15",
      "base_model_fingerprint": "…", "files": ["pytorch_lora_weights.safetensors"],
      "lora": {"rank": 16, "alpha": 16.0, "target_modules": ["to_q", …], "text_encoder": false},
-     "steps": 800, "job_name": "dogs", "job_uid": "…"}
+     "formats": ["diffusers"], "steps": 800, "job_name": "dogs", "job_uid": "…"}
 
 Version 1 manifests (flat `rank`, `alpha`, `target_modules`, `text_encoder_lora`, `tokens`)
 are read and upgraded; they are never written.
@@ -18,7 +18,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tuneforge.contract.names import LORA_WEIGHTS, TI_EMBEDDINGS
+from tuneforge.contract.names import (
+    KOHYA_LORA_WEIGHTS,
+    LORA_WEIGHTS,
+    TI_EMBEDDINGS,
+    AdapterFormat,
+)
 
 MANIFEST_FORMAT_VERSION: Final = 2
 _V1_ONLY_KEYS = ("rank", "alpha", "target_modules", "text_encoder_lora", "tokens")
@@ -68,6 +73,10 @@ class AdapterManifest(_Strict):
     """Set when `files` holds LoRA weights."""
     embeddings: EmbeddingsSection | None = None
     """Set when `files` holds textual-inversion embeddings."""
+    formats: list[AdapterFormat] = Field(
+        default_factory=lambda: [AdapterFormat.DIFFUSERS], min_length=1
+    )
+    """Layouts present: `diffusers` always; `kohya` when `files` also holds the kohya copy of the LoRA."""
     full_model: bool = False
     """A full fine-tune (DreamBooth without exportLora): whole UNet / text-encoder weights."""
     steps: int = Field(default=0, ge=0)
@@ -113,6 +122,12 @@ class AdapterManifest(_Strict):
             raise ValueError(
                 f"manifest: an 'embeddings' section goes with {TI_EMBEDDINGS} in files, "
                 "and only then"
+            )
+        kohya = AdapterFormat.KOHYA in self.formats
+        if kohya != (KOHYA_LORA_WEIGHTS in self.files) or (kohya and self.lora is None):
+            raise ValueError(
+                f"manifest: format 'kohya' goes with {KOHYA_LORA_WEIGHTS} in files and a "
+                "'lora' section, and only then"
             )
         if self.full_model and (self.lora is not None or self.method != "dreambooth"):
             raise ValueError("manifest: full_model is a DreamBooth fine-tune without LoRA")

@@ -6,6 +6,7 @@ is one change here.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Final
 
 
@@ -55,6 +56,18 @@ LORA_WEIGHTS: Final = "pytorch_lora_weights.safetensors"
 """LoRA weights in diffusers' layout (`unet.…` and `text_encoder.…` keys)."""
 TI_EMBEDDINGS: Final = "learned_embeds.safetensors"
 """Textual-inversion embeddings (one row per placeholder token)."""
+KOHYA_LORA_WEIGHTS: Final = "pytorch_lora_weights.kohya.safetensors"
+"""The same LoRA in the kohya-ss / A1111 / ComfyUI layout (`lora_unet_…`, `.alpha` = rank)."""
+
+
+class AdapterFormat(str, Enum):
+    """Layouts of an adapter's LoRA: `spec.output.formats` and the manifest's `formats`."""
+
+    DIFFUSERS = "diffusers"
+    """diffusers / peft keys (`pytorch_lora_weights.safetensors`), the one serving reads."""
+    KOHYA = "kohya"
+    """kohya-ss / A1111 / ComfyUI keys (`pytorch_lora_weights.kohya.safetensors`)."""
+
 
 DEFAULT_LORA_TARGETS: Final = ("to_q", "to_k", "to_v", "to_out.0")
 """UNet modules LoRA targets unless a job names others (the attention projections)."""
