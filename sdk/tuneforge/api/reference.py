@@ -39,12 +39,14 @@ TRAINING_RULES = (
     "`spec.training.lrWarmupSteps` must not exceed `spec.training.maxSteps` (checked by the "
     "models, the CLI and the operator; the API server cannot compare two fields).",
 )
-EVALUATION_RULES = (
+SECTION_RULES = (
     "`spec.evaluation` without `prompts` needs `spec.dataset.instancePrompt` (the paper's "
     "prompts are derived from it).",
     "`spec.evaluation.atValidationSteps` needs `spec.validation.everySteps` >= 1.",
     "`spec.output.promoteIf` needs `spec.output.alias`, and an `spec.evaluation` whose "
     "`metrics` include every metric it names.",
+    "`spec.output.formats` must list `diffusers`, and may list `kohya` only when the job trains "
+    "a LoRA (`method: lora`, or `dreambooth` with `exportLora: true`).",
 )
 
 
@@ -197,7 +199,7 @@ def render_reference() -> str:
     for model in models:
         lines += _model_section(model, schema_defs)
     lines += ["## Cross-field rules", ""]
-    lines += [f"- {rule}" for rule in (*method_rule_docs(), *TRAINING_RULES, *EVALUATION_RULES)]
+    lines += [f"- {rule}" for rule in (*method_rule_docs(), *TRAINING_RULES, *SECTION_RULES)]
     lines.append("")
     for enum in enums:
         lines += _enum_section(enum)
