@@ -72,7 +72,7 @@ def _write_kohya(exported: ExportedAdapter, out_dir: Path) -> Path:
 def write_manifest(manifest: AdapterManifest, out_dir: Path) -> Path:
     """`tuneforge-adapter.json` beside the weights."""
     path = out_dir / ADAPTER_MANIFEST
-    path.write_text(manifest.model_dump_json(indent=2))
+    path.write_text(manifest.to_file_text())
     return path
 
 

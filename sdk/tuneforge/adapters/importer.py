@@ -111,7 +111,7 @@ def convert_adapter(
             files=[TI_EMBEDDINGS],
             embeddings=EmbeddingsSection(tokens=list(embeddings)),
         )
-    (out_dir / ADAPTER_MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    (out_dir / ADAPTER_MANIFEST).write_text(manifest.to_file_text())
     sha = file_sha256(source)
     tags = {
         Tag.SOURCE: IMPORT_SOURCE,

@@ -133,6 +133,15 @@ class AdapterManifest(_Strict):
             raise ValueError("manifest: full_model is a DreamBooth fine-tune without LoRA")
         return self
 
+    def to_file_text(self) -> str:
+        """The text of `tuneforge-adapter.json`.
+
+        `formats` is left out when it is the default (`[diffusers]`): serving releases from
+        before `output.formats` refuse unknown keys, and still read such adapters.
+        """
+        default = self.formats == [AdapterFormat.DIFFUSERS]
+        return self.model_dump_json(indent=2, exclude={"formats"} if default else None)
+
 
 def _is_v1(data: Any) -> bool:
     """Whether `data` is a version 1 manifest: it says so, or says nothing and has v1 keys."""

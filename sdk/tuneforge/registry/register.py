@@ -133,7 +133,7 @@ def _upload(
         for path in files:
             shutil.copyfile(path, staging / path.name)
         if not (staging / ADAPTER_MANIFEST).exists():
-            (staging / ADAPTER_MANIFEST).write_text(manifest.model_dump_json(indent=2))
+            (staging / ADAPTER_MANIFEST).write_text(manifest.to_file_text())
         _put_files(store, client, run_id, sorted(staging.iterdir()), source, ADAPTER_ARTIFACT_PATH)
 
 

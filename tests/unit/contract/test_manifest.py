@@ -213,3 +213,19 @@ def test_a_v1_manifest_with_a_misspelt_key_is_refused() -> None:
         AdapterManifest.model_validate(
             {"format_version": 1, "method": "lora", "base_model": "b", "files": [], "stesp": 3}
         )
+
+
+def test_the_file_omits_default_formats_so_older_serving_reads_it() -> None:
+    """Serving from before `output.formats` refuses unknown keys: a default adapter's file has
+    none; a kohya copy is the only thing that adds `formats`."""
+    from tuneforge.contract import KOHYA_LORA_WEIGHTS, AdapterFormat
+
+    plain = lora_manifest()
+    assert "formats" not in json.loads(plain.to_file_text())
+    assert AdapterManifest.model_validate_json(plain.to_file_text()) == plain
+    both = lora_manifest(
+        files=[LORA_WEIGHTS, KOHYA_LORA_WEIGHTS],
+        formats=[AdapterFormat.DIFFUSERS, AdapterFormat.KOHYA],
+    )
+    assert json.loads(both.to_file_text())["formats"] == ["diffusers", "kohya"]
+    assert AdapterManifest.model_validate_json(both.to_file_text()) == both
