@@ -27,7 +27,9 @@ def start_operator(
     ) -> OperatorProcess:
         if runtimes:
             install_runtimes(kube, namespace)
-        operator = OperatorProcess(kube, namespace, tmp_path, extra_env).start()
+        log_dir = tmp_path / f"operator-{len(started)}"  # replicas side by side: own logs
+        log_dir.mkdir(exist_ok=True)
+        operator = OperatorProcess(kube, namespace, log_dir, extra_env).start()
         started.append(operator)
         return operator
 
