@@ -313,10 +313,16 @@ def test_killed_worker_resumes_from_checkpoint_and_registers_once(
     assert result.steps == KILL_RUN_STEPS
     steps = _metric_steps(result.run_id, "step")
     assert steps[-1] == KILL_RUN_STEPS
+    assert sorted(set(steps)) == list(range(1, KILL_RUN_STEPS + 1))
+    # A killed worker stops the whole group, so training restarted: from a registered
+    # checkpoint (step 4, 8, ...), never from scratch. Steps after that checkpoint that the
+    # killed attempt had already trained are trained again; a kill that lands just after a
+    # checkpoint repeats none.
     repeated = sorted({s for s in steps if steps.count(s) > 1})
-    assert repeated, f"no step was trained twice after the kill: {steps}"
-    # Resumed from a registered checkpoint (step 4, 8, ...), not restarted from scratch.
-    assert repeated[0] > 1 and (repeated[0] - 1) % 4 == 0, f"not resumed from a checkpoint: {steps}"
+    if repeated:
+        assert repeated[0] > 1 and (repeated[0] - 1) % 4 == 0, (
+            f"not resumed from a checkpoint: {steps}"
+        )
 
     again = run_job(job)  # the same job again: resumes at step 16, registers nothing new
     assert (again.run_id, again.model_version) == (result.run_id, result.model_version)
