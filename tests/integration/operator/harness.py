@@ -117,6 +117,14 @@ def condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
+def all_succeeded(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
+    """Whether every named job has `Succeeded=True`."""
+    return all(
+        (condition(get_job(kube, namespace, name), "Succeeded") or {}).get("status") == "True"
+        for name in names
+    )
+
+
 def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
     """Poll `check` until it returns something truthy; fail naming `what` on timeout."""
     deadline = time.monotonic() + timeout_s

@@ -235,7 +235,7 @@ def test_resync_retries_within_its_interval_after_an_apiserver_outage(
     kuberay_standin(kube_namespace, outcome="hold")
     create_job(kube, kube_namespace, job_manifest("outage"))
     wait_for_condition(kube, kube_namespace, "outage", "Training")
-    log = sorted(tmp_path.glob(f"operator-{kube_namespace}-*.log"))[-1]
+    log = sorted(operator.log_dir.glob(f"operator-{kube_namespace}-*.log"))[-1]
 
     proxy.cut()
     wait_until(

@@ -12,10 +12,9 @@ from tests.fixtures.kuberay_standin import KubeRayStandIn
 from tests.integration.helm.apply import install_chart_crds
 from tests.integration.operator.harness import (
     OperatorProcess,
-    condition,
+    all_succeeded,
     create_job,
     events,
-    get_job,
     job_manifest,
     rayjobs,
     wait_until,
@@ -28,13 +27,6 @@ LIFETIME_S = 8  # how long the killed leader's peering record blocks the standby
 def _full_log(operator: OperatorProcess) -> str:
     """Every line the operator logged (`OperatorProcess.log` keeps only the tail)."""
     return "".join(path.read_text(errors="replace") for path in operator.log_dir.glob("*.log"))
-
-
-def _succeeded(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
-    return all(
-        (condition(get_job(kube, namespace, name), "Succeeded") or {}).get("status") == "True"
-        for name in names
-    )
 
 
 def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
@@ -55,7 +47,9 @@ def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
     kuberay_standin(kube_namespace, outcome="succeed")
     first = [f"pair-{i}" for i in range(3)]
     uids = {name: create_job(kube, kube_namespace, job_manifest(name)) for name in first}
-    wait_until("the leader's jobs to succeed", lambda: _succeeded(kube, kube_namespace, first), 90)
+    wait_until(
+        "the leader's jobs to succeed", lambda: all_succeeded(kube, kube_namespace, first), 90
+    )
     # kopf starts a peered replica paused; the standby stays so while the leader lives.
     assert '"kind": "FineTuneJob"' not in _full_log(standby), "the standby handled a job"
     assert '"kind": "FineTuneJob"' in _full_log(leader)
@@ -65,7 +59,7 @@ def test_two_replicas_one_acts_and_the_standby_takes_over_after_a_kill(
     uids |= {name: create_job(kube, kube_namespace, job_manifest(name)) for name in second}
     names = first + second
     wait_until(
-        "the standby to finish every job", lambda: _succeeded(kube, kube_namespace, names), 120
+        "the standby to finish every job", lambda: all_succeeded(kube, kube_namespace, names), 120
     )
     assert "Resuming operations" in _full_log(standby)
 

@@ -16,7 +16,7 @@ from tests.integration.operator.harness import (
     RAYJOBS,
     TEST_RUNTIME,
     OperatorProcess,
-    condition,
+    all_succeeded,
     create_job,
     get_job,
     install_runtimes,
@@ -43,13 +43,6 @@ def _assert_one_rayjob_per_job(kube: KubeCluster, namespace: str, uids: dict[str
     assert owners == Counter(uids.values())
 
 
-def _all_succeeded(kube: KubeCluster, namespace: str, names: list[str]) -> bool:
-    return all(
-        (condition(get_job(kube, namespace, name), "Succeeded") or {}).get("status") == "True"
-        for name in names
-    )
-
-
 def test_sigkill_at_random_points_over_twenty_jobs(
     kube: KubeCluster,
     kube_namespace: str,
@@ -73,7 +66,7 @@ def test_sigkill_at_random_points_over_twenty_jobs(
         operator.start(wait=False)
     assert operator.starts >= 10
 
-    wait_until("every job to succeed", lambda: _all_succeeded(kube, kube_namespace, names), 240)
+    wait_until("every job to succeed", lambda: all_succeeded(kube, kube_namespace, names), 240)
     _assert_one_rayjob_per_job(kube, kube_namespace, uids)
     for name in names:
         assert get_job(kube, kube_namespace, name)["status"]["rayJobName"] == name
@@ -110,7 +103,7 @@ def test_restart_after_naming_the_child_or_after_creating_it(
     start_operator(kube_namespace, runtimes=False)
     kuberay_standin(kube_namespace, outcome="succeed")
     names = ["named-only", "child-only"]
-    wait_until("both jobs to succeed", lambda: _all_succeeded(kube, kube_namespace, names), 120)
+    wait_until("both jobs to succeed", lambda: all_succeeded(kube, kube_namespace, names), 120)
     _assert_one_rayjob_per_job(
         kube, kube_namespace, {"named-only": named["metadata"]["uid"], "child-only": meta["uid"]}
     )
