@@ -109,7 +109,10 @@ def bare_loop(model_dir: Path, dataset_dir: Path, steps: int, out: Path, bf16: b
         ).input_ids  # fmt: skip
         with torch.no_grad():
             latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
-            hidden = text_encoder(ids, return_dict=False)[0]
+            # the text encoder in the job's precision, as diffusers' examples cast it to
+            # weight_dtype (and as TuneForge runs it, under the step's autocast)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                hidden = text_encoder(ids, return_dict=False)[0]
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (1,))
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)

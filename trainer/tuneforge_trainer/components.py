@@ -124,7 +124,7 @@ class Denoiser(nn.Module):
         """Hold both parts; their parameter names are prefixed `text_encoder.` and `unet.`.
 
         `text_encoder_frozen`: no gradient flows through the text encoder (LoRA or DreamBooth
-        on the UNet only), so its forward runs without autograd and outside autocast.
+        on the UNet only), so its forward runs without autograd.
         """
         super().__init__()
         self.text_encoder = text_encoder
@@ -141,14 +141,12 @@ class Denoiser(nn.Module):
     def encode_prompts(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The text encoder's hidden states for `input_ids`.
 
-        A frozen encoder runs as diffusers' training examples run it: under `no_grad` and in
-        its own weights' dtype, not under the step's autocast (half-precision autocast would
-        only round its output; on CPUs without bf16/fp16 kernels it cost more than the UNet).
-        A trained one (textual inversion, `trainTextEncoder`) stays under autocast.
+        Both run under the step's autocast, in the job's precision on every device; a frozen
+        one (no gradient flows through it) also under `no_grad`.
         """
         if not self.text_encoder_frozen:
             return self.text_encoder(input_ids, return_dict=False)[0]  # type: ignore[no-any-return]
-        with torch.no_grad(), torch.autocast(input_ids.device.type, enabled=False):
+        with torch.no_grad():
             return self.text_encoder(input_ids, return_dict=False)[0]  # type: ignore[no-any-return]
 
 
