@@ -1,8 +1,10 @@
 """Adapter export: method files plus `tuneforge-adapter.json` (the trainer → serving contract).
 
-With `output.formats: [diffusers, kohya]` the LoRA is also written in the kohya-ss / A1111 /
-ComfyUI layout (`pytorch_lora_weights.kohya.safetensors`) by the SDK's one kohya writer,
-and the manifest lists both formats.
+With `output.formats: [diffusers, kohya]` the final export (the one that is registered) also
+writes the LoRA in the kohya-ss / A1111 / ComfyUI layout (`pytorch_lora_weights.kohya.safetensors`)
+by the SDK's one kohya writer, and its manifest lists both formats. Intermediate checkpoints
+carry the diffusers file only (their manifest lists `diffusers`): converting is a full read and
+write of the LoRA, which no resume and no registration of an earlier step needs.
 """
 
 from __future__ import annotations
@@ -32,14 +34,17 @@ def export_adapter(
     job: FineTuneJob,
     job_uid: str,
     steps: int,
+    *,
+    final: bool = True,
 ) -> AdapterManifest:
-    """Write the adapter files (in every `output.formats` layout) and their manifest into `out_dir`.
+    """Write the adapter files and their manifest into `out_dir`; returns the manifest.
 
-    Returns the manifest.
+    `final`: the export that is registered (the last checkpoint) holds every
+    `output.formats` layout; an intermediate checkpoint's holds the diffusers layout only.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     exported = method.export(state, out_dir)
-    formats = list(job.spec.output.formats)
+    formats = list(job.spec.output.formats) if final else [AdapterFormat.DIFFUSERS]
     files = list(exported.files)
     if AdapterFormat.KOHYA in formats:
         files.append(_write_kohya(exported, out_dir).name)

@@ -274,7 +274,13 @@ class _Trainer:
                 loss_scaler,
             )
             export_adapter(
-                self.method, state, directory / ADAPTER_DIR, self.job, self.plan.job_uid, step
+                self.method,
+                state,
+                directory / ADAPTER_DIR,
+                self.job,
+                self.plan.job_uid,
+                step,
+                final=step == self.spec.training.max_steps,
             )
             self.context.report(metrics, directory)
 
