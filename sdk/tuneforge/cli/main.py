@@ -39,6 +39,7 @@ def _register_optional_groups() -> None:
         "tuneforge.cli.serve",
         "tuneforge.cli.demo",
         "tuneforge.cli.promote",
+        "tuneforge.cli.compare",
     ):
         try:
             module = importlib.import_module(module_name)

@@ -19,7 +19,7 @@ import builtins
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.api import ConditionStatus, ConditionType, FineTuneJob, load_job
 from tuneforge.client.backend import JobBackend, JobEvent
@@ -27,6 +27,9 @@ from tuneforge.client.state import JobProgress
 from tuneforge.errors import ConfigurationError, JobFailedError, WaitTimeoutError
 from tuneforge.registry import AdapterRegistry, RegisteredAdapter, RegisteredVersion
 from tuneforge.settings import Settings
+
+if TYPE_CHECKING:
+    from tuneforge.compare import ComparisonReport
 
 BACKENDS = ("local", "kubernetes")
 DEFAULT_POLL_INTERVAL_S = 1.0
@@ -147,6 +150,19 @@ class Client:
         registry.resolve(AdapterRef.of(model, version))  # AdapterNotFoundError naming it
         check_promotable(registry.store, model, version, force)
         registry.promote(model, version, alias)
+
+    def compare(
+        self, *refs: str, output: str | Path | None = None, image_size: int = 256
+    ) -> ComparisonReport:
+        """One HTML page comparing jobs and versions (`my-job`, `toy/3`, `toy@production`).
+
+        Metrics table (with the DreamBooth paper's rows as reference), loss and metric curves,
+        and each prompt's images side by side with the base model's; written to `output` when
+        given. See `tuneforge.compare.compare_runs` and docs/evaluation.md.
+        """
+        from tuneforge.compare import compare_runs
+
+        return compare_runs(refs, self.settings, self.get, output=output, image_size=image_size)
 
     def import_adapter(
         self,
