@@ -76,3 +76,32 @@ test-cluster: setup kube-assets helm-bin images cluster-assets
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-output
+
+# The images' hashed locks (docker/requirements/*.lock, docs/security.md): every package the
+# Dockerfiles install from PyPI, pinned with its sha256 hashes, at the versions this venv has
+# (the ones `make setup` installed and the tests ran on). torch is left out: the images take it
+# from its own index (CUDA) or the local CPU wheel. Needs PyPI; uv comes from a throwaway venv.
+# `make lock LOCK_UPGRADE=--upgrade` takes PyPI's newest allowed versions instead.
+LOCK_DIR := docker/requirements
+LOCK_UV_VENV ?= /tmp/tuneforge-lock-uv
+LOCK_TORCH_FIND_LINKS ?= /opt/wheels
+LOCK_UPGRADE ?=
+LOCK_FLAGS = --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--find-links $(LOCK_TORCH_FIND_LINKS) --no-emit-package torch --custom-compile-command "make lock"
+
+.PHONY: lock
+lock:
+	test -x $(PY) || { echo "make lock reads the tested versions from $(VENV): run make setup first"; exit 1; }
+	uv_version=$$(sed -n 's/^ARG UV_VERSION=//p' docker/Dockerfile.trainer); \
+	  test -x $(LOCK_UV_VENV)/bin/uv && [ "$$($(LOCK_UV_VENV)/bin/uv --version | cut -d' ' -f2)" = "$$uv_version" ] \
+	  || { python3 -m venv $(LOCK_UV_VENV) && $(LOCK_UV_VENV)/bin/pip install -q "uv==$$uv_version"; }
+	$(PIP) freeze --all --exclude-editable > $(LOCK_UV_VENV)/tested-versions.txt
+	set -e; for image in operator:operator trainer:trainer serving:serving trainer-deepspeed:trainer,deepspeed; do \
+	  name=$${image%%:*}; extras=$${image#*:}; \
+	  constrain=(-c $(LOCK_UV_VENV)/tested-versions.txt); \
+	  [ $$name != trainer-deepspeed ] || constrain+=(-c $(LOCK_DIR)/trainer.lock); \
+	  [ -z "$(LOCK_UPGRADE)" ] || constrain=(); \
+	  $(LOCK_UV_VENV)/bin/uv pip compile pyproject.toml $(LOCK_DIR)/build.in \
+	    $$(printf -- '--extra %s ' $${extras//,/ }) "$${constrain[@]}" $(LOCK_UPGRADE) $(LOCK_FLAGS) \
+	    -o $(LOCK_DIR)/$$name.lock; \
+	done

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.unit.helm.helmchart import REPO_ROOT
+from tests.unit.helm.imagefiles import installed_locks, makefile_lock_extras
 
 DOCKER = REPO_ROOT / "docker"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
@@ -39,8 +40,9 @@ def _instructions(text: str) -> list[str]:
 
 
 def _project_installs(text: str) -> list[str]:
-    """The extras of every `pip install ".[extra]"` of the project."""
-    return re.findall(r'install[^\n]*?"\.\[([a-z-]+)\]"', " ".join(_instructions(text)))
+    """The hashed locks a Dockerfile installs (each compiled from pyproject extras by `make lock`;
+    the project itself follows with --no-deps, tests/unit/helm/test_image_locks.py)."""
+    return installed_locks(text)
 
 
 def _requirements_closure(requirements: list[str], extras: set[str]) -> set[str]:
@@ -80,7 +82,9 @@ def test_operator_image_installs_only_the_operator_extra() -> None:
     assert _project_installs(text) == ["operator"]
     lowered = " ".join(_instructions(text)).lower()
     assert "torch==" not in lowered and "cuda" not in lowered
-    assert re.search(r"^ARG BASE_IMAGE=python:\$\{PYTHON_VERSION\}-slim-bookworm$", text, re.M)
+    assert re.search(
+        r"^ARG BASE_IMAGE=python:[0-9.]+-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
+    )
     assert re.findall(r"^FROM (\S+)", text, re.M) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
     assert 'ENTRYPOINT ["python", "-m", "tuneforge_operator"]' in text
     assert re.search(r"^USER 65532:65532$", text, re.M), "the chart runs it as 65532"
@@ -107,26 +111,31 @@ def test_gpu_images_install_cuda_torch_first_then_their_extra(name: str, extra: 
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
     assert f"ARG TORCH_VERSION={_torch_pin()}" in text, "Docker torch must equal pyproject's pin"
     torch_step = next(i for i, s in enumerate(steps) if "--index-url" in s and "torch==" in s)
-    project_step = next(i for i, s in enumerate(steps) if f'".[{extra}]"' in s)
+    lock_step = next(i for i, s in enumerate(steps) if f"requirements/{extra}.lock" in s)
+    project_step = next(i for i, s in enumerate(steps) if "--no-build-isolation ." in s)
+    assert torch_step < lock_step < project_step
     assert torch_step < project_step, "the CUDA torch must be installed before the extra"
     assert _project_installs(text)[0] == extra
     assert "torch.version.cuda" in steps[project_step], "no check that torch stayed a CUDA build"
     assert "${TORCH_BUILD}" in steps[project_step]
     # Production defaults; `make images` overrides each for its local CPU build.
     assert re.search(r"^ARG TORCH_BUILD=cuda$", text, re.M)
-    assert re.search(r"^ARG UV_IMAGE=ghcr\.io/astral-sh/uv:\$\{UV_VERSION\}$", text, re.M)
+    assert re.search(
+        r"^ARG UV_IMAGE=ghcr\.io/astral-sh/uv:[0-9.]+@sha256:[0-9a-f]{64}$", text, re.M
+    )
     assert re.search(r"^ARG UV_PYTHON_PREFERENCE=only-managed$", text, re.M)
     assert re.search(r"^ARG TORCH_FIND_LINKS=$", text, re.M)
     assert re.search(r"^USER 1000:1000$", text, re.M), "the serving pods run as 1000"
     assert "wget" in text, "KubeRay's probes run wget inside Ray pods"
-    assert set(_project_installs(text)) <= {extra, "deepspeed"}
+    assert set(_project_installs(text)) <= {extra, f"{extra}-deepspeed"}
 
 
 def test_extras_exist_in_pyproject() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     for name in ("operator", "trainer", "serving"):
-        for extra in _project_installs(_dockerfile(name)):
-            assert extra in extras, f"Dockerfile.{name} installs unknown extra {extra}"
+        for lock in _project_installs(_dockerfile(name)):
+            for extra in makefile_lock_extras()[lock]:
+                assert extra in extras, f"Dockerfile.{name} installs unknown extra {extra}"
 
 
 def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
@@ -155,13 +164,15 @@ def test_trainer_image_installs_deepspeed_by_default_without_nvcc() -> None:
     assert re.search(r"^ARG INSTALL_DEEPSPEED=true$", text, re.M), "DeepSpeed must be a default"
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
     steps = _instructions(text)
-    deepspeed_step = next(s for s in steps if '".[deepspeed]"' in s)
-    assert "--no-build-isolation" in deepspeed_step and "setuptools" in deepspeed_step
+    deepspeed_step = next(s for s in steps if s.startswith("RUN ") and "deepspeed.lock" in s)
+    # Its setup.py imports torch; setuptools comes from trainer.lock, installed before.
+    assert "--no-build-isolation" in deepspeed_step.split("trainer-deepspeed.lock")[0]
     assert "import deepspeed" in deepspeed_step, "no build-time check that DeepSpeed imports"
-    assert "torch.version.cuda" in deepspeed_step.split('".[deepspeed]"')[1]
+    assert "torch.version.cuda" in deepspeed_step.split("trainer-deepspeed.lock")[1]
     env = next(s for s in steps if s.startswith("ENV "))
     assert "DS_BUILD_OPS=0" in env, "ops would be compiled at build time (needs nvcc)"
-    assert "deepspeed" in _project_installs(text)
+    assert "trainer-deepspeed" in _project_installs(text)
+    assert "deepspeed" in makefile_lock_extras()["trainer-deepspeed"]
 
 
 def test_deepspeed_gets_a_torch_optimizer_so_no_fused_ops_are_built() -> None:
