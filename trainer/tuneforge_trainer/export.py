@@ -65,6 +65,51 @@ def export_adapter(
     return manifest
 
 
+def export_extracted_lora(
+    method: TrainingMethod,
+    state: dict[str, torch.Tensor],
+    checkpoint_dir: Path,
+    job: FineTuneJob,
+    job_uid: str,
+    steps: int,
+) -> AdapterManifest | None:
+    """A full DreamBooth's extracted LoRA (`dreambooth.extractLora`) beside its weights.
+
+    Writes `extracted_lora/` (the canonical LoRA file and its manifest, registered as
+    `<registeredModel>-lora`) and `lora_extraction/` (the per-layer report) into the
+    checkpoint; None (nothing written) when the job asks for no extraction.
+    """
+    from tuneforge_trainer.extract_lora import (
+        EXTRACTED_LORA_DIR,
+        EXTRACTION_REPORT_DIR,
+        base_weights,
+        extract,
+        write_extraction,
+        write_report,
+    )
+
+    spec = method.extract_lora
+    if spec is None:
+        return None
+    base = base_weights(method.components.weights, sorted(state))
+    extraction = extract(state, base, spec)
+    out_dir = checkpoint_dir / EXTRACTED_LORA_DIR
+    section = write_extraction(extraction, out_dir)
+    write_report(extraction, spec, checkpoint_dir / EXTRACTION_REPORT_DIR)
+    manifest = AdapterManifest(
+        method=method.method.value,
+        base_model=job.spec.base_model.uri,
+        base_model_fingerprint=method.components.fingerprint,
+        files=[LORA_WEIGHTS],
+        lora=section,
+        steps=steps,
+        job_name=job.name,
+        job_uid=job_uid,
+    )
+    write_manifest(manifest, out_dir)
+    return manifest
+
+
 def _write_kohya(exported: ExportedAdapter, out_dir: Path) -> Path:
     """The kohya/A1111 copy of the exported LoRA; InvalidTrainingInput when there is none."""
     if exported.lora is None:

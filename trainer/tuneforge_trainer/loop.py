@@ -31,7 +31,7 @@ from tuneforge_trainer.checkpoints import (
 from tuneforge_trainer.components import load_components
 from tuneforge_trainer.context import WorkerContext
 from tuneforge_trainer.data import ExampleSource, instance_root, read_records
-from tuneforge_trainer.export import export_adapter
+from tuneforge_trainer.export import export_adapter, export_extracted_lora
 from tuneforge_trainer.methods import TrainingMethod, build_method
 from tuneforge_trainer.plan import WorkerPlan
 from tuneforge_trainer.progress import ProgressPrinter
@@ -282,6 +282,10 @@ class _Trainer:
                 step,
                 final=step == self.spec.training.max_steps,
             )
+            if step == self.spec.training.max_steps:
+                export_extracted_lora(
+                    self.method, state, directory, self.job, self.plan.job_uid, step
+                )
             self.context.report(metrics, directory)
 
     def maybe_validate(self, step: int) -> None:

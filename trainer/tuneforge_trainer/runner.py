@@ -3,7 +3,8 @@
 pre-flight checks → where workers put generated class images (DreamBooth) → the job's
 MLflow run → Ray Train fit → the quality gate (the workers' final evaluation figures against
 `output.promoteIf`) → register the last checkpoint's adapter as a model version (once per job
-uid; `output.alias` moves only when the gate passes) → its model card → result line.
+uid; `output.alias` moves only when the gate passes) → its model card → a full DreamBooth's
+extracted LoRA (`dreambooth.extractLora`) as `<registeredModel>-lora` → result line.
 The CLI (`python -m tuneforge_trainer run`) and the embedded runner both call this.
 """
 
@@ -113,6 +114,80 @@ def register(
     return registered
 
 
+EXTRACTED_ARTIFACT_PATH = "extracted_lora"
+"""The job run's artifact folder of the extracted LoRA's files (the full weights: `adapter`)."""
+EXTRACTED_FROM_TAG = "tuneforge.extracted_from"
+"""Version tag of an extracted LoRA: `name/version` of the full DreamBooth it came from."""
+EXTRACTION_METRIC_PREFIX = "lora_extraction/"
+
+
+def register_extracted_lora(
+    settings: Settings,
+    tracker: RunTracker,
+    checkpoint_dir: Path,
+    job: FineTuneJob,
+    full: Any,
+    verdict: QualityGateVerdict | None = None,
+    kept_at: str | None = None,
+) -> Any | None:
+    """Log the extraction's report and register its LoRA as `<registeredModel>-lora`.
+
+    The job run gets the summary metrics (`lora_extraction/relative_error_mean`, `…_max`,
+    `…/rank`, …) at the final step and the per-layer report (`lora_extraction/layers.json`,
+    `layers.csv`). The LoRA becomes a version of `extracted_model_name(registeredModel)`,
+    tagged with the full weights' `name/version`; `output.alias` moves with the same gate as
+    the full weights'. None when the checkpoint holds no extracted LoRA.
+    """
+    from tuneforge.api import extracted_model_name
+    from tuneforge.registry import AdapterRegistry
+    from tuneforge_trainer.extract_lora import (
+        EXTRACTED_LORA_DIR,
+        EXTRACTION_REPORT_DIR,
+        read_summary,
+    )
+
+    folder = checkpoint_dir / EXTRACTED_LORA_DIR
+    if not folder.is_dir():
+        return None
+    manifest = read_manifest(folder)
+    report = checkpoint_dir / EXTRACTION_REPORT_DIR
+    summary = read_summary(report)
+    tracker.log_metrics(
+        {f"{EXTRACTION_METRIC_PREFIX}{key}": value for key, value in summary.items()},
+        manifest.steps,
+    )
+    tracker.log_artifacts(report, EXTRACTION_REPORT_DIR)
+    output = job.spec.output
+    source = f"{full.name}/{full.version}"
+    registry = AdapterRegistry(settings)
+    registered = registry.register(
+        tracker.run_id,
+        folder,
+        manifest,
+        extracted_model_name(output.registered_model),
+        alias=output.alias if verdict is None or verdict.passed else None,
+        tags={
+            Tag.JOB_NAME: job.name,
+            Tag.JOB_UID: manifest.job_uid or "",
+            EXTRACTED_FROM_TAG: source,
+        },
+        kept_at=kept_at,
+        artifact_path=EXTRACTED_ARTIFACT_PATH,
+    )
+    lora = manifest.lora
+    assert lora is not None
+    description = (
+        f"LoRA (rank {lora.rank}) extracted by SVD from the full DreamBooth {source}; "
+        f"relative reconstruction error mean {summary['relative_error_mean']:.4f}, "
+        f"max {summary['relative_error_max']:.4f} over {int(summary['layers_extracted'])} "
+        f"layers; {int(summary['layers_left_out'])} trained weights left out "
+        f"({summary['left_out_energy_fraction']:.1%} of the change): see {EXTRACTION_REPORT_DIR}/"
+    )
+    with registry.store.client() as client:
+        client.update_model_version(registered.name, str(registered.version), description)
+    return registered
+
+
 def run_job(
     job: FineTuneJob,
     settings: Settings | None = None,
@@ -178,6 +253,9 @@ def run_job(
         kept_at = f"{result.checkpoint.path}/{ADAPTER_DIR}"
         registered = register(
             settings, run_id, local / ADAPTER_DIR, manifest, job, verdict, kept_at=kept_at
+        )
+        register_extracted_lora(
+            settings, tracker, local, job, registered, verdict, kept_at=str(result.checkpoint.path)
         )
     tracker.set_tag(Tag.MODEL_VERSION, str(registered.version))
     tracker.finish("FINISHED")

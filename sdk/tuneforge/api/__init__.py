@@ -1,6 +1,7 @@
 """The FineTuneJob API (`tuneforge.io/v1alpha1`): pydantic models, the single source of the CRD."""
 
 from tuneforge.api.base import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from tuneforge.api.dreambooth import DreamBoothSpec, ExtractLoraSpec, extracted_model_name
 from tuneforge.api.evaluation import (
     QUALITY_GATE_TAG,
     EvalMetric,
@@ -15,7 +16,6 @@ from tuneforge.api.method_rules import Method
 from tuneforge.api.spec import (
     BaseModelSpec,
     DatasetSpec,
-    DreamBoothSpec,
     FineTuneJobSpec,
     LoraSpec,
     LrScheduler,
@@ -54,6 +54,7 @@ __all__ = [
     "DatasetSpec",
     "DreamBoothSpec",
     "EvalMetric",
+    "ExtractLoraSpec",
     "EvaluationSpec",
     "EvaluationStatus",
     "FineTuneJob",
@@ -77,6 +78,7 @@ __all__ = [
     "ValidationSpec",
     "apply_quality_gate",
     "dump_job",
+    "extracted_model_name",
     "gate_verdict",
     "load_job",
     "load_jobs",

@@ -19,6 +19,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, ClassVar, Protocol
 
+from tuneforge.api.dreambooth import EXTRACTED_LORA_SUFFIX, EXTRACTED_NAME_MAX
+
 
 class Method(str, Enum):
     """The fine-tuning method."""
@@ -42,6 +44,10 @@ class FineTuneJobSpec(Protocol):
     @property
     def dreambooth(self) -> Any:
         """`spec.dreambooth` or None."""
+
+    @property
+    def output(self) -> Any:
+        """`spec.output`."""
 
     @property
     def dataset(self) -> Any:
@@ -136,18 +142,33 @@ class DreamBoothRules(MethodRules):
         return spec.dreambooth is not None and spec.dreambooth.export_lora
 
     def own_errors(self, spec: FineTuneJobSpec) -> list[str]:
-        """Prior preservation without a class prompt."""
+        """Prior preservation without a class prompt; extractLora with exportLora, or with a
+        registered model name too long for its `-lora` sibling."""
+        errors = []
+        dreambooth = spec.dreambooth
         if (
-            spec.dreambooth is not None
-            and spec.dreambooth.prior_preservation
+            dreambooth is not None
+            and dreambooth.prior_preservation
             and not spec.dataset.class_prompt
         ):
-            return [
+            errors.append(
                 "spec.dataset.classPrompt is required when dreambooth.priorPreservation is "
                 "true: set it to the class, e.g. 'a photo of a dog', or disable "
                 "priorPreservation"
-            ]
-        return []
+            )
+        if dreambooth is not None and dreambooth.extract_lora is not None:
+            if dreambooth.export_lora:
+                errors.append(
+                    "spec.dreambooth.extractLora extracts a LoRA from a full DreamBooth, but "
+                    "exportLora trains a LoRA already: remove extractLora or exportLora"
+                )
+            if len(spec.output.registered_model) > EXTRACTED_NAME_MAX:
+                errors.append(
+                    f"spec.output.registeredModel is longer than {EXTRACTED_NAME_MAX} "
+                    "characters: with dreambooth.extractLora the LoRA is registered as "
+                    f"'<registeredModel>{EXTRACTED_LORA_SUFFIX}' (at most 128): shorten the name"
+                )
+        return errors
 
     def own_schema_rules(self) -> list[dict[str, Any]]:
         """Prior preservation needs a class prompt (the first branch names classPrompt)."""
@@ -167,12 +188,40 @@ class DreamBoothRules(MethodRules):
                         }
                     },
                 ]
-            }
+            },
+            {
+                "anyOf": [
+                    {
+                        "properties": {
+                            "dreambooth": {"properties": {"exportLora": {"enum": [False]}}}
+                        }
+                    },
+                    {"properties": {"dreambooth": absent("extractLora")}},
+                ]
+            },
+            {
+                "anyOf": [
+                    {
+                        "properties": {
+                            "output": {
+                                "properties": {"registeredModel": {"maxLength": EXTRACTED_NAME_MAX}}
+                            }
+                        }
+                    },
+                    {"properties": {"dreambooth": absent("extractLora")}},
+                ]
+            },
         ]
 
     def own_docs(self) -> list[str]:
         """The prior-preservation rule."""
-        return ["`spec.dreambooth.priorPreservation: true` requires `spec.dataset.classPrompt`."]
+        return [
+            "`spec.dreambooth.priorPreservation: true` requires `spec.dataset.classPrompt`.",
+            "`spec.dreambooth.extractLora` is only allowed without `exportLora` (it extracts a "
+            "LoRA from a full DreamBooth), sets exactly one of `rank` and `energy`, and needs "
+            f"`spec.output.registeredModel` of at most {EXTRACTED_NAME_MAX} characters (the "
+            f"LoRA is registered as `<registeredModel>{EXTRACTED_LORA_SUFFIX}`).",
+        ]
 
 
 class TextualInversionRules(MethodRules):

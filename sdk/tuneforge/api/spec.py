@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tuneforge.api.base import ApiModel
+from tuneforge.api.dreambooth import DreamBoothSpec
 from tuneforge.api.evaluation import EvaluationSpec, PromoteIf
 from tuneforge.api.method_rules import Method, method_errors, rules_for
 from tuneforge.contract import (
@@ -179,19 +180,6 @@ class LoraSpec(ApiModel):
     def resolved_alpha(self) -> float:
         """Alpha in force (set by validation: the given value, else the rank)."""
         return self.alpha if self.alpha is not None else default_lora_alpha(self.rank)
-
-
-class DreamBoothSpec(ApiModel):
-    """DreamBooth settings (method `dreambooth`)."""
-
-    prior_preservation: bool = False
-    """Add the class prior-preservation loss (needs `dataset.classPrompt`)."""
-    prior_loss_weight: float = Field(default=1.0, ge=0, le=100)
-    """Weight of the prior-preservation loss."""
-    train_text_encoder: bool = False
-    """Fine-tune the text encoder too."""
-    export_lora: bool = False
-    """Train a LoRA DreamBooth-style instead of the full UNet (uses the `lora` section)."""
 
 
 class TextualInversionSpec(ApiModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneforge.contract import AdapterManifest, AdapterRef
+from tuneforge.contract import ADAPTER_ARTIFACT_PATH, AdapterManifest, AdapterRef
 from tuneforge.registry.fetch import fetch_adapter, resolve_adapter
 from tuneforge.registry.listing import describe_adapters, list_adapters, promote_adapter
 from tuneforge.registry.mlflow_store import MlflowStore
@@ -42,6 +42,7 @@ class AdapterRegistry:
         alias: str | None = None,
         tags: dict[str, str] | None = None,
         kept_at: str | None = None,
+        artifact_path: str = ADAPTER_ARTIFACT_PATH,
     ) -> RegisteredVersion:
         """Upload the adapter folder as run artifacts and register it as a model version.
 
@@ -49,10 +50,13 @@ class AdapterRegistry:
         `tuneforge.registry.register.register_adapter`. While MLflow does not answer, the
         whole registration is repeated within `RetryPolicy.from_settings(settings)`; then
         RegistryUnavailableError names the URI and where the adapter stays (`kept_at`, e.g.
-        the checkpoint it came from; default the folder).
+        the checkpoint it came from; default the folder). `artifact_path`: the run's artifact
+        folder for the files (`adapter`; a second adapter of the same run needs its own).
         """
         return RetryPolicy.from_settings(self.settings).call(
-            lambda: register_adapter(self.store, run_id, local_dir, manifest, name, alias, tags),
+            lambda: register_adapter(
+                self.store, run_id, local_dir, manifest, name, alias, tags, artifact_path
+            ),
             self.tracking_uri,
             f"registering {name!r} from run {run_id}",
             kept_at or str(local_dir),

@@ -33,13 +33,15 @@ def register_adapter(
     name: str,
     alias: str | None = None,
     tags: dict[str, str] | None = None,
+    artifact_path: str = ADAPTER_ARTIFACT_PATH,
 ) -> RegisteredVersion:
     """Upload the adapter folder as run artifacts and register it as a model version.
 
     Idempotent: a version of `name` tagged with the manifest's `job_uid` (or, without
     one, from the same run) is returned instead of registering again; the alias is
     (re)applied either way. UnsafeArtifactError when the folder holds anything but
-    safetensors files and the manifest.
+    safetensors files and the manifest. `artifact_path`: the run's artifact folder the files
+    go to (a second adapter of the same run, e.g. a DreamBooth's extracted LoRA, needs its own).
     """
     folder = Path(local_dir)
     files = adapter_files(folder, manifest)
@@ -50,10 +52,10 @@ def register_adapter(
             if getattr(error, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
                 raise  # MLflow down or refusing: the caller's retry decides
             raise RegistryError(f"no MLflow run {run_id!r} at {store.tracking_uri}") from error
-        source = f"{run.info.artifact_uri.rstrip('/')}/{ADAPTER_ARTIFACT_PATH}"
+        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
         existing = _registered_before(store, client, name, run_id, source, manifest)
         if existing is None:
-            _upload(store, client, run_id, files, manifest, source)
+            _upload(store, client, run_id, files, manifest, source, artifact_path)
             _ensure_model(client, name)
             version_tags = {**version_tags_of(manifest), **(tags or {})}
             created = client.create_model_version(
@@ -127,6 +129,7 @@ def _upload(
     files: list[Path],
     manifest: AdapterManifest,
     source: str,
+    artifact_path: str = ADAPTER_ARTIFACT_PATH,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="tuneforge-register-") as staging_name:
         staging = Path(staging_name)
@@ -134,7 +137,7 @@ def _upload(
             shutil.copyfile(path, staging / path.name)
         if not (staging / ADAPTER_MANIFEST).exists():
             (staging / ADAPTER_MANIFEST).write_text(manifest.to_file_text())
-        _put_files(store, client, run_id, sorted(staging.iterdir()), source, ADAPTER_ARTIFACT_PATH)
+        _put_files(store, client, run_id, sorted(staging.iterdir()), source, artifact_path)
 
 
 def _put_files(

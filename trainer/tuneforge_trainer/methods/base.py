@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from tuneforge.api import FineTuneJobSpec, Method
+from tuneforge.api import ExtractLoraSpec, FineTuneJobSpec, Method
 from tuneforge.contract import EmbeddingsSection, LoraSection
 from tuneforge_trainer.components import Components, Denoiser
 from tuneforge_trainer.losses import diffusion_loss
@@ -71,6 +71,11 @@ class TrainingMethod(ABC):
     def trains_full_model(self) -> bool:
         """Whether the whole UNet trains (strategies shard it, e.g. DeepSpeed ZeRO-3)."""
         return False
+
+    @property
+    def extract_lora(self) -> ExtractLoraSpec | None:
+        """How to extract a LoRA from the trained weights at the final export (None: don't)."""
+        return None
 
     def denoiser(self) -> Denoiser:
         """The module a strategy wraps (text encoder + UNet)."""

@@ -1,5 +1,6 @@
 """DreamBooth: fine-tune the full UNet (or, with `exportLora`, a LoRA) on the subject, with the
-class prior-preservation loss of Ruiz et al. 2022.
+class prior-preservation loss of Ruiz et al. 2022. With `extractLora` the final export also
+extracts a LoRA from the full fine-tune (`tuneforge_trainer.extract_lora`).
 
 Each batch holds the instance examples followed by as many class examples; the loss is
 `instance + priorLossWeight * prior`. The full variant writes the UNet (and text-encoder)
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tuneforge.api import DreamBoothSpec, FineTuneJobSpec, Method
+from tuneforge.api import DreamBoothSpec, ExtractLoraSpec, FineTuneJobSpec, Method
 from tuneforge.contract import LORA_WEIGHTS
 from tuneforge_trainer.losses import diffusion_loss
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod, split_prefix
@@ -65,6 +66,11 @@ class DreamBoothMethod(TrainingMethod):
     def trains_full_model(self) -> bool:
         """Without exportLora the whole UNet trains."""
         return self.part is None
+
+    @property
+    def extract_lora(self) -> ExtractLoraSpec | None:
+        """`dreambooth.extractLora` of a full DreamBooth (the spec refuses it with exportLora)."""
+        return self.dreambooth.extract_lora if self.part is None else None
 
     @property
     def uses_prior_preservation(self) -> bool:

@@ -1,0 +1,134 @@
+"""DreamBooth → LoRA on the tiny model, real diffusers/peft, embedded MLflow, no Ray: a full
+DreamBooth (UNet + text encoder) with `extractLora` leaves, in its final checkpoint only, an
+extracted LoRA whose image is closer to the full fine-tune's image than the base's is; it is
+registered as `<registeredModel>-lora` beside the full weights with the per-layer errors in
+the run, and the serving engine hot-swaps it to the image plain diffusers renders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tests.fixtures.assets import load_tiny_pipeline
+from tests.fixtures.serving import build_engine, png_pixels
+from tests.fixtures.trainer import (
+    TINY_INSTANCE_PROMPT,
+    make_trainer_job,
+    render_tiny,
+    run_worker_locally,
+)
+from tuneforge.contract import ADAPTER_MANIFEST, LORA_WEIGHTS
+
+RANK = 8  # the test engine's slot rank (build_engine)
+QUANT = 1.0 / 255 + 1e-6  # one 8-bit level: PNG rounding against diffusers' float image
+
+
+def _diffusers_image(pipe: Any) -> Any:
+    """What the serving job below asks for (64 px, 3 steps, seed 11), rendered by diffusers."""
+    return pipe(
+        prompt=[TINY_INSTANCE_PROMPT],
+        negative_prompt=[""],
+        num_inference_steps=3,
+        width=64,
+        height=64,
+        generator=[torch.Generator().manual_seed(11)],
+        output_type="np",
+    ).images[0]
+
+
+def test_extracted_lora_is_close_to_the_full_fine_tune_registered_and_served(
+    tiny_model_dir: Path, tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    from tuneforge.registry import AdapterRegistry
+    from tuneforge.settings import Settings
+    from tuneforge_serving.jobs import GenerationJob
+    from tuneforge_trainer.export import read_manifest
+    from tuneforge_trainer.plan import job_uid
+    from tuneforge_trainer.runner import register, register_extracted_lora
+    from tuneforge_trainer.tracking import RunTracker, find_or_create_run
+    from tuneforge_trainer.validation import load_pipeline_with_adapter
+
+    job = make_trainer_job(
+        "dreambooth",
+        tiny_model_dir,
+        tiny_dataset_dir,
+        name="db-extract",
+        training={"maxSteps": 2, "learningRate": 1e-3},
+        dreambooth={"trainTextEncoder": True, "extractLora": {"rank": RANK}},
+    )
+    _, context = run_worker_locally(job, tmp_path / "run")
+    first, last = context.checkpoints()
+    assert not (first / "extracted_lora").exists(), "extraction is for the final export only"
+    extracted_dir = last / "extracted_lora"
+    assert sorted(p.name for p in extracted_dir.iterdir()) == [LORA_WEIGHTS, ADAPTER_MANIFEST]
+    manifest = read_manifest(extracted_dir)
+    assert manifest.lora is not None and not manifest.full_model
+    assert (manifest.lora.rank, manifest.lora.alpha) == (RANK, float(RANK))
+    assert manifest.lora.text_encoder and manifest.files == [LORA_WEIGHTS]
+    assert manifest.base_model_fingerprint == read_manifest(last / "adapter").base_model_fingerprint
+
+    report = json.loads((last / "lora_extraction" / "layers.json").read_text())
+    extracted = [row for row in report["layers"] if row["extracted"]]
+    left_out = [row for row in report["layers"] if not row["extracted"]]
+    assert extracted and all(row["rank"] == RANK for row in extracted)
+    assert any("Conv2d" in row["reason"] for row in left_out), "conv changes are listed"
+    assert all(0 <= row["relative_error"] < 1 for row in extracted)
+
+    base_image = render_tiny(load_tiny_pipeline(tiny_model_dir))
+    full_image = render_tiny(load_pipeline_with_adapter(tiny_model_dir, last / "adapter"))
+    lora_pipe = load_tiny_pipeline(tiny_model_dir)
+    lora_pipe.load_lora_weights(str(extracted_dir))
+    lora_image = render_tiny(lora_pipe)
+    base_gap = float(np.abs(base_image - full_image).mean())
+    lora_gap = float(np.abs(lora_image - full_image).mean())
+    print(f"mean |pixel| to the full fine-tune: base {base_gap:.5f}, extracted LoRA {lora_gap:.5f}")
+    assert base_gap > 1e-3, "the fine-tune must change the image for the comparison to mean much"
+    assert lora_gap < base_gap
+
+    # Registered beside the full weights; the errors in the job's run.
+    settings = Settings(home=tmp_path / "home")
+    tracking_uri = settings.embedded_tracking_uri()
+    run_id = find_or_create_run(tracking_uri, job, job_uid(job), settings)
+    tracker = RunTracker(tracking_uri, run_id, settings)
+    full = register(settings, run_id, last / "adapter", read_manifest(last / "adapter"), job)
+    lora = register_extracted_lora(settings, tracker, last, job, full)
+    assert lora is not None
+    assert (full.name, lora.name) == ("db-extract-model", "db-extract-model-lora")
+    assert lora.source.rstrip("/").endswith("/extracted_lora") and lora.source != full.source
+    again = register_extracted_lora(settings, tracker, last, job, full)
+    assert again is not None and again.version == lora.version, "once per job uid"
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    metrics = client.get_run(run_id).data.metrics
+    errors = [row["relative_error"] for row in extracted]
+    assert abs(metrics["lora_extraction/relative_error_max"] - max(errors)) < 1e-9
+    assert abs(metrics["lora_extraction/relative_error_mean"] - np.mean(errors)) < 1e-9
+    assert metrics["lora_extraction/rank"] == RANK
+    artifacts = {a.path for a in client.list_artifacts(run_id, "lora_extraction")}
+    assert artifacts == {"lora_extraction/layers.json", "lora_extraction/layers.csv"}
+    version = client.get_model_version(lora.name, str(lora.version))
+    assert version.tags["tuneforge.extracted_from"] == f"db-extract-model/{full.version}"
+    assert "extracted by SVD" in version.description
+
+    # Served by hot-swap: the engine's image is plain diffusers' image of the same LoRA.
+    registry = AdapterRegistry(settings)
+    engine = build_engine(tiny_model_dir, registry, tmp_path / "engine-cache", 1)
+    served_job = GenerationJob(
+        adapters=[(registry.resolve(f"{lora.name}/{lora.version}"), 1.0)],
+        prompt=TINY_INSTANCE_PROMPT,
+        steps=3,
+        width=64,
+        height=64,
+        seed=11,
+    )
+    output = engine.generate(served_job)
+    assert output.error is None, output.error
+    served = png_pixels(output.images[0])
+    assert np.abs(served - _diffusers_image(lora_pipe)).max() <= QUANT
+    assert np.abs(served - _diffusers_image(load_tiny_pipeline(tiny_model_dir))).mean() > 1e-3

@@ -1,0 +1,246 @@
+"""DreamBooth → LoRA extraction: an SVD of each trained weight's change, kept at low rank.
+
+For every weight a full DreamBooth trained, the change ΔW = trained − base is flattened to a
+matrix (Linear: as is; Conv2d: (out, in·kh·kw), 1x1 and 3x3 alike, as kohya-ss'
+`extract_lora_from_models.py` does) and factored with `torch.linalg.svd` on the CPU in fp32.
+`rank` keeps that many singular directions; `energy` keeps the fewest whose squared singular
+values hold that fraction of ‖ΔW‖²_F. With U_k Σ_k V_kᵀ kept, `up = U_k √Σ_k` and
+`down = √Σ_k V_kᵀ` (scale 1), and the layer's relative reconstruction error is
+‖ΔW − U_k Σ_k V_kᵀ‖_F / ‖ΔW‖_F.
+
+Only layers serving's LoRA slots carry are extracted: the attention projections
+(`DEFAULT_LORA_TARGETS` in the UNet, `DEFAULT_TEXT_ENCODER_LORA_TARGETS` in the text
+encoder). Every other changed weight (convolutions, feed-forward and other Linear layers,
+norms, biases, embeddings) is left out and listed in the report with why and how large its
+change was. The LoRA is written by the SDK's canonical writer (`write_canonical`: peft
+`lora_A`/`lora_B` keys, zero-padded to one rank).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneforge.adapters.lora_convert import LoraModules, LoraPair, write_canonical
+from tuneforge.api import ExtractLoraSpec
+from tuneforge.contract import (
+    DEFAULT_LORA_TARGETS,
+    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
+    LORA_WEIGHTS,
+    LoraSection,
+)
+
+EXTRACTED_LORA_DIR = "extracted_lora"
+"""Checkpoint subfolder holding the extracted LoRA and its manifest (registered as is)."""
+EXTRACTION_REPORT_DIR = "lora_extraction"
+"""Checkpoint subfolder (and run artifact folder) with the per-layer report."""
+REPORT_JSON = "layers.json"
+REPORT_CSV = "layers.csv"
+SERVED_TARGETS: Mapping[str, tuple[str, ...]] = {
+    "unet": tuple(DEFAULT_LORA_TARGETS),
+    "text_encoder": tuple(DEFAULT_TEXT_ENCODER_LORA_TARGETS),
+}
+"""Per component, the module names serving's LoRA slots carry (Linear layers)."""
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """One layer's change at low rank: ΔW ≈ up @ down (convolutions reshaped back)."""
+
+    down: torch.Tensor
+    """(k, in) or, for a convolution, (k, in, kh, kw)."""
+    up: torch.Tensor
+    """(out, k) or (out, k, 1, 1)."""
+    rank: int
+    relative_error: float
+    """‖ΔW − up·down‖_F / ‖ΔW‖_F (0 for a layer that did not change)."""
+
+
+def kept_rank(singular: torch.Tensor, rank: int | None, energy: float | None) -> int:
+    """How many singular directions to keep: `rank` (capped), or the fewest holding `energy`."""
+    available = int(singular.numel())
+    if rank is not None:
+        return max(1, min(rank, available))
+    assert energy is not None
+    squares = singular.double() ** 2
+    total = float(squares.sum())
+    if total == 0.0:
+        return 1
+    held = torch.cumsum(squares, 0) / total
+    return max(1, min(available, int((held < energy).sum()) + 1))
+
+
+def low_rank(delta: torch.Tensor, rank: int | None = None, energy: float | None = None) -> LowRank:
+    """Factor one weight change (Linear or Conv2d) by SVD on the CPU in fp32."""
+    matrix = delta.detach().to("cpu", torch.float32).reshape(delta.shape[0], -1)
+    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+    k = kept_rank(s, rank, energy)
+    root = s[:k].sqrt()
+    up = u[:, :k] * root
+    down = root[:, None] * vh[:k]
+    norm = float(torch.linalg.matrix_norm(matrix))
+    residual = float(torch.linalg.matrix_norm(matrix - up @ down))
+    error = residual / norm if norm > 0 else 0.0
+    if delta.ndim == 4:
+        down = down.reshape(k, *delta.shape[1:])
+        up = up.reshape(delta.shape[0], k, 1, 1)
+    return LowRank(down.contiguous(), up.contiguous(), k, error)
+
+
+@dataclass
+class LayerReport:
+    """One trained weight: extracted (with its rank and error) or left out (with why)."""
+
+    name: str
+    shape: list[int]
+    delta_norm: float
+    """‖ΔW‖_F."""
+    extracted: bool
+    rank: int | None = None
+    relative_error: float | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Extraction:
+    """The extracted LoRA (module pairs) and the report of every trained weight."""
+
+    modules: LoraModules
+    layers: list[LayerReport] = field(default_factory=list)
+
+    @property
+    def extracted(self) -> list[LayerReport]:
+        """The layers in the LoRA."""
+        return [layer for layer in self.layers if layer.extracted]
+
+    def summary(self) -> dict[str, float]:
+        """Mean and max relative error over extracted layers, the rank, and what was left out."""
+        errors = [layer.relative_error or 0.0 for layer in self.extracted]
+        left_out = [layer for layer in self.layers if not layer.extracted]
+        total = sum(layer.delta_norm**2 for layer in self.layers)
+        lost = sum(layer.delta_norm**2 for layer in left_out)
+        return {
+            "relative_error_mean": sum(errors) / len(errors),
+            "relative_error_max": max(errors),
+            "rank": float(self.modules.rank),
+            "layers_extracted": float(len(errors)),
+            "layers_left_out": float(len(left_out)),
+            "left_out_energy_fraction": lost / total if total > 0 else 0.0,
+        }
+
+
+def served_module(name: str) -> tuple[str, str, str] | None:
+    """`(component, module path, target)` when parameter `name` (`unet.….to_q.weight`) is a
+    weight serving's LoRA slots carry; else None."""
+    component, _, rest = name.partition(".")
+    if not rest.endswith(".weight") or component not in SERVED_TARGETS:
+        return None
+    module = rest.removesuffix(".weight")
+    for target in SERVED_TARGETS[component]:
+        if module == target or module.endswith(f".{target}"):
+            return component, module, target
+    return None
+
+
+def _left_out_reason(name: str, tensor: torch.Tensor) -> str:
+    if tensor.ndim == 4:
+        return "Conv2d: serving's LoRA slots hold Linear layers only (no LoCon yet)"
+    if tensor.ndim == 2 and name.endswith(".weight"):
+        return "not among serving's LoRA target modules (Linear or embedding)"
+    return "bias or norm: a LoRA changes weight matrices only"
+
+
+def extract(
+    trained: Mapping[str, torch.Tensor], base: Mapping[str, torch.Tensor], spec: ExtractLoraSpec
+) -> Extraction:
+    """Extract the served layers of `trained` − `base` (both keyed `unet.…`/`text_encoder.…`)."""
+    extraction = Extraction(LoraModules())
+    for name in sorted(trained):
+        if name not in base:
+            raise KeyError(f"{name}: the base model has no such weight")
+        delta = trained[name].detach().to("cpu", torch.float32) - base[name].detach().to(
+            "cpu", torch.float32
+        )
+        norm = float(torch.linalg.vector_norm(delta))
+        report = LayerReport(name, list(delta.shape), norm, extracted=False)
+        served = served_module(name) if delta.ndim == 2 else None
+        if served is None:
+            report.reason = _left_out_reason(name, delta)
+        else:
+            factors = low_rank(delta, spec.rank, spec.energy)
+            component, module, _ = served
+            extraction.modules.pairs[(component, module)] = LoraPair(factors.down, factors.up)
+            report.extracted, report.rank = True, factors.rank
+            report.relative_error = factors.relative_error
+        extraction.layers.append(report)
+    if not extraction.modules.pairs:
+        raise ValueError(
+            "dreambooth.extractLora: the job trained none of the layers serving's LoRA slots "
+            f"carry ({dict(SERVED_TARGETS)})"
+        )
+    return extraction
+
+
+def write_extraction(extraction: Extraction, out_dir: Path) -> LoraSection:
+    """Write the canonical `pytorch_lora_weights.safetensors`; returns its manifest section."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank = write_canonical(extraction.modules, out_dir / LORA_WEIGHTS)
+    pairs = extraction.modules.pairs
+    targets = set()
+    for component, module in pairs:
+        served = served_module(f"{component}.{module}.weight")
+        if component == "unet" and served is not None:
+            targets.add(served[2])
+    return LoraSection(
+        rank=rank,
+        alpha=float(rank),
+        target_modules=[t for t in DEFAULT_LORA_TARGETS if t in targets],
+        text_encoder=any(component == "text_encoder" for component, _ in pairs),
+    )
+
+
+def write_report(extraction: Extraction, spec: ExtractLoraSpec, folder: Path) -> Path:
+    """`layers.json` (settings, summary, every layer) and `layers.csv` (every layer)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(layer) for layer in extraction.layers]
+    document: dict[str, Any] = {
+        "settings": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "summary": extraction.summary(),
+        "layers": rows,
+    }
+    (folder / REPORT_JSON).write_text(json.dumps(document, indent=2))
+    with (folder / REPORT_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "shape": "x".join(str(d) for d in row["shape"])})
+    return folder / REPORT_JSON
+
+
+def read_summary(folder: Path) -> dict[str, float]:
+    """The summary `write_report` wrote into `folder`."""
+    summary = json.loads((folder / REPORT_JSON).read_text())["summary"]
+    return {key: float(value) for key, value in summary.items() if math.isfinite(float(value))}
+
+
+def base_weights(weights: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """The base model's `names` (`unet.…`/`text_encoder.…`), loaded fresh from `weights`."""
+    from tuneforge_trainer.components import load_components
+
+    base = load_components(weights)
+    found: dict[str, torch.Tensor] = {}
+    for component in ("unet", "text_encoder"):
+        wanted = {n.partition(".")[2] for n in names if n.startswith(f"{component}.")}
+        if not wanted:
+            continue
+        for name, tensor in getattr(base, component).state_dict().items():
+            if name in wanted:
+                found[f"{component}.{name}"] = tensor
+    return found
