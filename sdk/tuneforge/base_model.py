@@ -10,9 +10,10 @@
 `.ckpt`, `.bin`, `.pt` and `.pth` are pickles: refused before anything is downloaded, with
 the one-line conversion to run. `hf://` fetches only what the pipeline loads (configs,
 tokenizer, one weight file per component; `variant="fp16"` picks the `*.fp16.safetensors`
-files) at the given revision. `resolve_base_model` returns a local `ResolvedBaseModel`;
-`base_model_fingerprint` (`tuneforge.base_fingerprint`) hashes its weights the same way
-whatever form they came in. No torch is imported.
+files) at the given revision, within the download caps (`tuneforge.hub_download` checks the
+sizes the Hub lists before anything is fetched). `resolve_base_model` returns a local
+`ResolvedBaseModel`; `base_model_fingerprint` (`tuneforge.base_fingerprint`) hashes its
+weights the same way whatever form they came in. No torch is imported.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def resolve_base_model(
     """
     source = parse_base_model(uri, revision, variant)
     if source.scheme == "hf":
-        path = _fetch_hf(source, cache_dir)
+        path = _fetch_hf(source, cache_dir, settings)
     elif source.scheme == "s3":
         folder = materialize(source.location, cache_dir, settings)
         path = folder / PurePosixPath(source.location).name if source.single_file else folder
@@ -171,23 +172,25 @@ def resolve_base_model(
     return _checked(source, path)
 
 
-def _fetch_hf(source: BaseModelSource, cache_dir: Path) -> Path:
-    from huggingface_hub import hf_hub_download, snapshot_download
+def _fetch_hf(source: BaseModelSource, cache_dir: Path, settings: Settings) -> Path:
+    """Download at `source.revision`, within the download caps (`tuneforge.hub_download`)."""
+    from tuneforge.hub_download import download_hub_file, download_hub_snapshot
 
-    hub_cache = str(cache_dir / "hf")
+    hub_cache = cache_dir / "hf"
     if source.filename is not None:
-        return Path(
-            hf_hub_download(
-                source.location, source.filename, revision=source.revision, cache_dir=hub_cache
-            )
-        )
-    return Path(
-        snapshot_download(
+        return download_hub_file(
             source.location,
+            source.filename,
             revision=source.revision,
-            allow_patterns=hf_allow_patterns(source.variant),
             cache_dir=hub_cache,
+            settings=settings,
         )
+    return download_hub_snapshot(
+        source.location,
+        revision=source.revision,
+        allow_patterns=hf_allow_patterns(source.variant),
+        cache_dir=hub_cache,
+        settings=settings,
     )
 
 

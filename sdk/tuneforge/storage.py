@@ -241,8 +241,9 @@ def download_prefix(
     return _download_s3(S3Uri.parse(str(uri)), dest, settings or Settings(), progress)
 
 
-def check_download_caps(uri: S3Uri, objects: int, size: int, settings: Settings) -> None:
-    """StorageError naming the cap setting when a download is larger than the caps allow."""
+def check_download_caps(uri: S3Uri | str, objects: int, size: int, settings: Settings) -> None:
+    """StorageError naming the cap setting when a download is larger than the caps allow
+    (`s3://` here, `hf://` in `tuneforge.hub_download`)."""
     caps = (
         ("objects", objects, settings.download_max_objects, "TUNEFORGE_DOWNLOAD_MAX_OBJECTS"),
         ("bytes", size, settings.download_max_bytes, "TUNEFORGE_DOWNLOAD_MAX_BYTES"),

@@ -26,14 +26,15 @@ HF_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
 def resolve_evaluator(uri: str, cache_dir: Path, settings: Settings) -> Path:
     """A local folder holding the model `uri` names (`hf://` and `s3://` are downloaded once)."""
     if uri.startswith(HF_SCHEME):
-        from huggingface_hub import snapshot_download
+        from tuneforge.hub_download import download_hub_snapshot
 
-        return Path(
-            snapshot_download(
-                uri.removeprefix(HF_SCHEME),
-                allow_patterns=HF_PATTERNS,
-                cache_dir=str(cache_dir / "hf"),
-            )
+        # Within the download caps, like every base model and s3:// download.
+        return download_hub_snapshot(
+            uri.removeprefix(HF_SCHEME),
+            revision=None,
+            allow_patterns=HF_PATTERNS,
+            cache_dir=cache_dir / "hf",
+            settings=settings,
         )
     path = materialize(uri, cache_dir, settings)
     if not path.is_dir():
