@@ -20,6 +20,7 @@ from typing import Any
 from tuneforge.contract import AdapterRef
 from tuneforge.errors import AdapterNotFoundError, RegistryError
 from tuneforge.registry.retry import apply_mlflow_http_settings
+from tuneforge.registry.sqlite_template import create_from_template
 from tuneforge.settings import Settings
 
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
@@ -55,8 +56,10 @@ def prepare_local_store(settings: Settings) -> None:
     """Create embedded mode's SQLite store with its artifact root under home (once).
 
     MLflow's default experiment takes its artifact location from the store that creates the
-    database, so the store is created here with `Settings.local_artifact_root()`. Nothing to
-    do when an MLflow server is configured or the database exists.
+    database, so the database is created here with `Settings.local_artifact_root()`: a copy of
+    the migrated empty database cached per MLflow version (`sqlite_template`), which spares
+    each new home MLflow's schema migrations. Nothing to do when an MLflow server is
+    configured or the database exists.
     """
     root = settings.local_artifact_root()
     if root is None:
@@ -67,9 +70,7 @@ def prepare_local_store(settings: Settings) -> None:
         return
     with _LOCAL_STORE_LOCK:
         if not database.exists():
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-            SqlAlchemyStore(settings.embedded_tracking_uri(), str(root))  # type: ignore[no-untyped-call]
+            create_from_template(settings, database, root)
 
 
 def experiment_artifact_location(settings: Settings, experiment: str) -> str | None:
