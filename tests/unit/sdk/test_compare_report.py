@@ -8,14 +8,13 @@ one flat colour here, so a test can tell which row a cell shows.
 
 from __future__ import annotations
 
-import base64
 import io
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.unit.sdk.compare_page import Page, decode_png
 from tuneforge.api import EvalMetric
 from tuneforge.compare import PAPER_ROWS, CompareError, RunData, render_report
 from tuneforge.compare.plots import loss_curves, metric_curves
@@ -74,59 +73,6 @@ def _run(
     )
 
 
-class Page(HTMLParser):
-    """The parts of the page the tests read: tables' rows and cells, every URL attribute."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tables: dict[str, list[list[list[str]]]] = {}
-        self.texts: dict[str, list[list[str]]] = {}
-        self.urls: list[str] = []
-        self.body_attrs: dict[str, str | None] = {}
-        self._table: str | None = None
-        self.curves: list[str] = []
-        self._in_curves = False
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        self.urls += [v or "" for k, v in attrs if k in ("src", "href", "srcset", "action")]
-        if tag == "body":
-            self.body_attrs = found
-        if tag == "table":
-            self._table = found.get("id")
-            assert self._table is not None
-            self.tables[self._table] = []
-            self.texts[self._table] = []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-            self.texts[self._table].append([])
-        elif tag in ("td", "th") and self._table:
-            self.tables[self._table][-1].append([])
-            self.texts[self._table][-1].append("")
-        elif tag == "img" and self._table:
-            self.tables[self._table][-1][-1].append(found["src"] or "")
-        elif tag == "div" and found.get("id") == "curves":
-            self._in_curves = True
-        if tag == "img" and self._in_curves:
-            self.curves.append(found["src"] or "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self._table = None
-        if tag == "div":
-            self._in_curves = False
-
-    def handle_data(self, data: str) -> None:
-        if self._table and self.texts[self._table] and self.texts[self._table][-1]:
-            self.texts[self._table][-1][-1] += data
-
-
-def _decode(uri: str) -> Image.Image:
-    assert uri.startswith("data:image/png;base64,")
-    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
-
-
 def test_one_image_per_cell_the_metrics_table_with_the_paper_rows_and_curves() -> None:
     prompts = ("a sks toy in the snow", "a red sks toy")
     runs = [
@@ -162,7 +108,7 @@ def test_one_image_per_cell_the_metrics_table_with_the_paper_rows_and_curves() -
     assert "real Stable Diffusion" in note and "not comparable" in note
 
     assert len(page.curves) == 2  # loss, metrics
-    assert all(_decode(uri).width > 300 for uri in page.curves)
+    assert all(decode_png(uri).width > 300 for uri in page.curves)
     # Self-contained: every URL is a data: URI, and the browser is told to load nothing else.
     assert page.urls and all(url.startswith("data:image/png;base64,") for url in page.urls)
     assert report.image_count == len(page.urls) == 2 + 3 * len(prompts)
@@ -174,7 +120,7 @@ def test_one_image_per_cell_the_metrics_table_with_the_paper_rows_and_curves() -
 def test_a_jobs_cell_is_its_final_row_and_the_base_cell_the_step0_images() -> None:
     report = render_report([_run("job a", (20, 160, 20), ("p",), 0.5)])
     base_cell, job_cell = Page(report.html).tables["grids"][1][1:]
-    base, job = _decode(base_cell[0]), _decode(job_cell[0])
+    base, job = decode_png(base_cell[0]), decode_png(job_cell[0])
     assert base.size == job.size == (2 * SIDE, SIDE)  # one row of two images, not the grid
     assert base.getpixel((5, 5)) == BASE
     assert job.getpixel((5, 5)) == (20, 160, 20) and job.getpixel((2 * SIDE - 1, SIDE - 1)) == (
@@ -197,7 +143,7 @@ def test_prompts_a_run_lacks_get_a_note_and_large_images_are_scaled() -> None:
     assert [len(c) for c in rows["p1"]] == [0, 1, 1, 0]
     assert [len(c) for c in rows["p3"]] == [0, 0, 0, 1]  # the base row comes from job a
     assert "no images for this prompt" in report.html
-    assert _decode(rows["p2"][2][0]).size == (2 * 128, 128)
+    assert decode_png(rows["p2"][2][0]).size == (2 * 128, 128)
 
 
 def test_runs_on_different_base_models_get_a_base_column_each() -> None:
