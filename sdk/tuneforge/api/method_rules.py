@@ -160,7 +160,7 @@ class DreamBoothRules(MethodRules):
             if dreambooth.export_lora:
                 errors.append(
                     "spec.dreambooth.extractLora extracts a LoRA from a full DreamBooth, but "
-                    "exportLora trains a LoRA already: remove extractLora or exportLora"
+                    "spec.dreambooth.exportLora trains a LoRA already: remove one of the two"
                 )
             if len(spec.output.registered_model) > EXTRACTED_NAME_MAX:
                 errors.append(

@@ -106,6 +106,39 @@ INVALID_CASES: list[InvalidCase] = [
         "spec.dreambooth",
         {"spec.dreambooth": {"priorPreservation": False}},
     ),
+    InvalidCase(
+        "extract-lora-with-rank-and-energy",
+        "spec.dreambooth.extractLora",
+        {
+            "spec.method": "dreambooth",
+            "spec.dreambooth": {"extractLora": {"rank": 4, "energy": 0.5}},
+        },
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
+        "extract-lora-with-neither",
+        "spec.dreambooth.extractLora",
+        {"spec.method": "dreambooth", "spec.dreambooth": {"extractLora": {}}},
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
+        "extract-lora-with-export-lora",
+        "spec.dreambooth.extractLora",
+        {
+            "spec.method": "dreambooth",
+            "spec.dreambooth": {"exportLora": True, "extractLora": {"rank": 4}},
+        },
+    ),
+    InvalidCase(
+        "extract-lora-registered-model-too-long",
+        "spec.output.registeredModel",
+        {
+            "spec.method": "dreambooth",
+            "spec.dreambooth": {"extractLora": {"rank": 4}},
+            "spec.output.registeredModel": "m" * 124,
+        },
+        unset=("spec.lora",),
+    ),
     # --- enums
     InvalidCase(
         "unknown-method",

@@ -62,7 +62,7 @@ def test_bad_extraction_settings_name_the_rule(extract: dict[str, Any], says: st
 
 def test_extract_lora_needs_a_full_dreambooth() -> None:
     manifest = _manifest({"exportLora": True, "extractLora": {"rank": 4}})
-    with pytest.raises(ValidationError, match="exportLora trains a LoRA already"):
+    with pytest.raises(ValidationError, match="spec.dreambooth.exportLora trains a LoRA already"):
         load_job(manifest)
     assert _schema_errors(manifest)
     assert _schema_errors(_manifest({"exportLora": True})) == []
