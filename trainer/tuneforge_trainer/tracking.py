@@ -13,6 +13,7 @@ from typing import Any
 from tuneforge.api import FineTuneJob
 from tuneforge.contract import Tag, job_run_filter
 from tuneforge.registry import ensure_experiment
+from tuneforge.registry.mlflow_store import prepare_local_store
 from tuneforge.settings import Settings
 
 LOGGED_IMAGES_TAG = "mlflow.loggedImages"
@@ -40,7 +41,11 @@ def find_or_create_run(tracking_uri: str, job: FineTuneJob, uid: str, settings: 
     """The id of the job's run: the one tagged with its uid, else a new one with its params.
 
     Runs live in `Settings.mlflow_experiment`, created (with its artifact location) if missing.
+    A trainer started on its own in embedded mode creates the home's database the way
+    `tuneforge run` does (from the migrated template, `prepare_local_store`).
     """
+    if tracking_uri == settings.embedded_tracking_uri():
+        prepare_local_store(settings)
     mlflow = client(tracking_uri)
     experiment_id = ensure_experiment(mlflow, settings)
     found = mlflow.search_runs([experiment_id], filter_string=job_run_filter(uid), max_results=1)
