@@ -114,11 +114,13 @@ class Settings(BaseSettings):
     on every Ray container of a RayJob when a tenancy policy is in force
     (`tuneforge.tenancy.JobScope`); unset in embedded mode."""
     download_max_bytes: ByteSize = Field(default=ByteSize(20 * 2**30), gt=0)
-    """Most bytes one `s3://` download (a dataset, a base model, class images, an adapter) may
-    bring (`TUNEFORGE_DOWNLOAD_MAX_BYTES`, e.g. `20GiB`); larger ones are refused before the
-    first byte. Keep it within the runtime's model-cache size."""
+    """Most bytes one `s3://` or `hf://` download (a dataset, a base model, class images, an
+    adapter, an evaluator model) may bring (`TUNEFORGE_DOWNLOAD_MAX_BYTES`, e.g. `20GiB`);
+    larger ones are refused before the first byte. Keep it within the runtime's model-cache
+    size."""
     download_max_objects: int = Field(default=100_000, gt=0)
-    """Most objects one `s3://` download may bring (`TUNEFORGE_DOWNLOAD_MAX_OBJECTS`)."""
+    """Most objects (files) one `s3://` or `hf://` download may bring
+    (`TUNEFORGE_DOWNLOAD_MAX_OBJECTS`)."""
     xdg_cache_home: str | None = Field(
         default=None, validation_alias=AliasChoices("XDG_CACHE_HOME")
     )
