@@ -35,10 +35,7 @@ class RunArtifacts:
     def list(self, folder: str) -> list[str]:
         """Names of the files directly or deeper under `folder` (relative to it), sorted."""
         if is_s3_uri(self.uri):
-            try:
-                return list_prefix(f"{self.uri}/{folder}/", self.settings)
-            except StorageError:
-                return []
+            return list_prefix(f"{self.uri}/{folder}/", self.settings)
         if self._local is not None:
             root = self._local / folder
             if not root.is_dir():

@@ -62,14 +62,22 @@ class Compared:
     cli_output: str
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
-    """Debian's chromium; the test fails (never skips) naming the precondition when it is missing."""
-    found = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium")
+    """Debian's chromium (CHROMIUM_BIN when set, else `chromium` on PATH).
+
+    The test fails (never skips) naming the precondition when it is missing; module-scoped and
+    asked for first, so that happens before any job trains.
+    """
+    named = os.environ.get("CHROMIUM_BIN")
+    found = named or shutil.which("chromium")
     if not found or not os.access(found, os.X_OK):
+        where = f"CHROMIUM_BIN={named} is not an executable" if named else "no `chromium` on PATH"
         pytest.fail(
-            "precondition: Debian's chromium is not installed (no CHROMIUM_BIN, no `chromium` on "
-            "PATH): run scripts/get-chromium.sh (apt-get install -y chromium) outside the "
-            "network namespace, or set CHROMIUM_BIN"
+            f"precondition: Debian's chromium is not installed ({where}): run "
+            "scripts/get-chromium.sh (apt-get install -y chromium) outside the network "
+            "namespace, or set CHROMIUM_BIN",
+            pytrace=False,
         )
     return found
 
@@ -114,9 +122,12 @@ def compared(
         job = run_in_foreground(
             _job(name, tiny_model_dir, tiny_dataset_dir, rate, evaluators), settings
         )
-        assert job.status is not None and job.status.mlflow is not None, name
-        assert job.status.mlflow.run_id and job.status.mlflow.model_version == "1", name
-        run_ids.append(job.status.mlflow.run_id)
+        mlflow = job.status.mlflow if job.status is not None else None
+        if not (mlflow and mlflow.run_id and mlflow.model_version == "1"):
+            log = home / "jobs" / name / "output.log"
+            tail = log.read_text()[-3000:] if log.is_file() else "(no log)"
+            pytest.fail(f"job {name} did not train and register: {job.status}\n{tail}")
+        run_ids.append(mlflow.run_id)
     refs = ("compare-fast", "compare-slow/1")  # a job by name, a registered version
     report = home / "report.html"
     result = CliRunner().invoke(
@@ -195,9 +206,9 @@ def test_the_report_shows_each_job_beside_the_base_model_with_the_figures(
     assert [run.run_id for run in report.runs] == list(compared.run_ids)
 
 
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+def _chromium(browser: str, *args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -212,19 +223,19 @@ def _images_loaded(dom: str) -> tuple[int, int]:
 
 
 def test_a_headless_browser_shows_the_page_with_every_image_loaded(
-    compared: Compared, tmp_path: Path
+    chromium: str, compared: Compared, tmp_path: Path
 ) -> None:
-    browser = chromium()
     assert os.environ.get("TUNEFORGE_IN_PRIVATE_NETNS") == "1", "run inside scripts/netns-run"
     url = compared.report.resolve().as_uri()
     shot = tmp_path / "shot.png"
     rendered = _chromium(
+        chromium,
         f"--screenshot={shot}",
         f"--window-size={WINDOW[0]},{WINDOW[1]}",
         url,
         profile=tmp_path / "p1",
     )
-    assert rendered.returncode == 0 and shot.is_file(), (browser, rendered.stderr[-2000:])
+    assert rendered.returncode == 0 and shot.is_file(), (chromium, rendered.stderr[-2000:])
     with Image.open(shot) as opened:
         screenshot = opened.convert("RGB")
     assert screenshot.size == WINDOW
@@ -232,7 +243,7 @@ def test_a_headless_browser_shows_the_page_with_every_image_loaded(
     colours = screenshot.getcolors(maxcolors=1 << 24)
     assert colours is not None and len(colours) > 1000  # the images drew, not just text
 
-    dumped = _chromium("--dump-dom", url, profile=tmp_path / "p2")
+    dumped = _chromium(chromium, "--dump-dom", url, profile=tmp_path / "p2")
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     assert _images_loaded(dumped.stdout) == (8, 8)
 
@@ -242,5 +253,5 @@ def test_a_headless_browser_shows_the_page_with_every_image_loaded(
     assert uri is not None
     broken = tmp_path / "broken.html"
     broken.write_text(html.replace(uri.group(1), "data:image/png;base64,bm90IGEgcG5n", 1))
-    dumped = _chromium("--dump-dom", broken.as_uri(), profile=tmp_path / "p3")
+    dumped = _chromium(chromium, "--dump-dom", broken.as_uri(), profile=tmp_path / "p3")
     assert _images_loaded(dumped.stdout) == (7, 8)
