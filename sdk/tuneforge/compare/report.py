@@ -180,7 +180,7 @@ def _cell(run: RunData, prompt: str, grids: dict[int, bytes], size: int, what: s
     width, height = cell.shown
     alt = f"{what}: {prompt}"
     return (
-        f'<td class="cell"><img src="{data_uri(cell.png)}" width="{width}" height="{height}" '
+        f'<td class="cell"><img src="{cell.uri}" width="{width}" height="{height}" '
         f'alt="{_esc(alt)}"></td>'
     )
 

@@ -57,7 +57,7 @@ class Page(HTMLParser):
             self.texts[self._table][-1][-1] += data
 
 
-def decode_png(uri: str) -> Image.Image:
-    """The PNG a `data:image/png;base64,` URI holds, as RGB."""
-    assert uri.startswith("data:image/png;base64,")
+def decode_png(uri: str, mime: str = "image/png") -> Image.Image:
+    """The image a `data:image/png;base64,` (or other `mime`) URI holds, as RGB."""
+    assert uri.startswith(f"data:{mime};base64,"), uri[:40]
     return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")

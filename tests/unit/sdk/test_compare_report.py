@@ -146,6 +146,15 @@ def test_prompts_a_run_lacks_get_a_note_and_large_images_are_scaled() -> None:
     assert decode_png(rows["p2"][2][0]).size == (2 * 128, 128)
 
 
+def test_rows_over_128_px_high_are_embedded_as_jpeg_and_smaller_ones_exactly() -> None:
+    run = _run("job a", (20, 160, 20), ("p",), 0.5, side=512)
+    base_cell, job_cell = Page(render_report([run]).html).tables["grids"][1][1:]
+    job = decode_png(job_cell[0], mime="image/jpeg")
+    assert job.size == (2 * 256, 256)
+    assert all(abs(a - b) <= 3 for a, b in zip(job.getpixel((9, 9)), (20, 160, 20), strict=True))
+    assert decode_png(base_cell[0], mime="image/jpeg").size == (2 * 256, 256)
+
+
 def test_runs_on_different_base_models_get_a_base_column_each() -> None:
     other = _run("job b", (20, 20, 180), ("p",), 0.5)
     other = RunData(**{**other.__dict__, "base_model": "/models/other"})
