@@ -2,8 +2,10 @@
 
 Accepted key layouts (what diffusers' `save_lora_weights` writes, with or without the
 training scripts' `convert_state_dict_to_diffusers`):
-`<component>.<module path>.lora_A.weight` / `.lora_B.weight`, or `.lora.down.weight` /
-`.lora.up.weight`, where component is `unet` or `text_encoder`. The scale of each module
+`<component>.<module path>.lora_A.weight` / `.lora_B.weight`, `.lora.down.weight` /
+`.lora.up.weight`, or `.lora_linear_layer.down.weight` / `.up.weight` (the text encoder's
+pairs after `convert_state_dict_to_diffusers`, as the trainer and diffusers' training
+scripts write them), where component is `unet` or `text_encoder`. The scale of each module
 is `alpha / r` (`alpha / sqrt(r)` with rsLoRA) taken from the file's
 `lora_adapter_metadata` (peft's LoraConfig as diffusers stores it), else the manifest's
 alpha, else r (scale 1, as diffusers assumes).
@@ -24,8 +26,8 @@ from safetensors import safe_open
 from tuneforge_serving.errors import AdapterRejected
 
 COMPONENTS = ("unet", "text_encoder")
-_A_SUFFIXES = (".lora_A.weight", ".lora.down.weight")
-_B_SUFFIXES = (".lora_B.weight", ".lora.up.weight")
+_A_SUFFIXES = (".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+_B_SUFFIXES = (".lora_B.weight", ".lora.up.weight", ".lora_linear_layer.up.weight")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Accepted (see docs/serving.md, "Accepted adapter layouts"):
 
 - `diffusers`: LoRA keys `unet.…` / `text_encoder.…` ending in `lora_A.weight`/`lora_B.weight`
-  (peft) or `lora.down.weight`/`lora.up.weight` (what `save_lora_weights` writes);
+  (peft), `lora.down.weight`/`lora.up.weight` (what `save_lora_weights` writes) or, for the
+  text encoder, `lora_linear_layer.down.weight`/`.up.weight` (`convert_state_dict_to_diffusers`);
 - `kohya`: kohya-ss / A1111 / ComfyUI LoRA keys `lora_unet_…` / `lora_te_…` / `lora_te1_…`
   with `.lora_down.weight`, `.lora_up.weight` and a per-module `.alpha`;
 - `diffusers-embedding`: textual inversion as diffusers writes it, `{token: (n, dim)}`;
@@ -36,6 +37,8 @@ _DIFFUSERS_SUFFIXES = (
     ".lora_B.weight",
     ".lora.down.weight",
     ".lora.up.weight",
+    ".lora_linear_layer.down.weight",
+    ".lora_linear_layer.up.weight",
 )
 A1111_EMBEDDING_KEY = "emb_params"
 A1111_PT_EMBEDDING_PREFIX = "string_to_param."

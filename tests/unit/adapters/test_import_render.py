@@ -172,3 +172,28 @@ def test_diffusers_lora_and_embedding_files_render_like_diffusers(
     assert output.error is None, output.error
     assert np.abs(png_pixels(output.images[0]) - reference_both).max() <= QUANT
     assert np.abs(ours_lora - reference_both).mean() > 0.001  # the TI matters in that prompt
+
+
+def test_a_text_encoder_lora_in_the_trainers_spelling_imports_and_renders_like_diffusers(
+    base: Any,
+    tiny_model_dir: Path,
+    fresh_tiny_pipeline: Any,
+    serving_adapters: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """`lora_linear_layer.down/up` text-encoder keys (what `convert_state_dict_to_diffusers`
+    writes for the trainer's `trainTextEncoder` LoRAs) import as the diffusers layout."""
+    from tuneforge.contract import LORA_WEIGHTS
+
+    original = serving_adapters["lora-te-trained"] / LORA_WEIGHTS
+    imported = convert_adapter(original, tmp_path / "te", base, str(tiny_model_dir))
+    assert imported.layout == Layout.DIFFUSERS
+    source = FolderAdapterSource()
+    source.add("te", imported.folder)
+    engine = build_engine(tiny_model_dir, source, tmp_path / "cache", 1)
+    prompt = "a photo of a cat"
+    ours = _served(engine, source, "te", prompt)
+    pipe = fresh_tiny_pipeline
+    pipe.load_lora_weights(str(original), adapter_name="te")
+    assert np.abs(ours - _reference(pipe, prompt)).max() <= QUANT
+    assert np.abs(ours - _served_base(engine, prompt)).mean() > 0.01

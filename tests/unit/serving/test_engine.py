@@ -76,10 +76,16 @@ def test_lora_matches_diffusers_loader(
     pipe.load_lora_weights(str(serving_adapters["lora0"]), adapter_name="a")
     pipe.load_lora_weights(str(serving_adapters["lora1"]), adapter_name="b")
     pipe.load_lora_weights(str(serving_adapters["lora-te"]), adapter_name="c")
-    for names, weights in ((["a"], [1.0]), (["a", "b"], [1.0, 0.5]), (["c"], [1.0])):
+    pipe.load_lora_weights(str(serving_adapters["lora-te-trained"]), adapter_name="d")
+    for names, weights in (
+        (["a"], [1.0]),
+        (["a", "b"], [1.0, 0.5]),
+        (["c"], [1.0]),
+        (["d"], [1.0]),
+    ):
         pipe.set_adapters(names, weights)
         reference = _diffusers_reference(pipe, "a photo of a cat")
-        ours_name = {"a": "lora0", "b": "lora1", "c": "lora-te"}
+        ours_name = {"a": "lora0", "b": "lora1", "c": "lora-te", "d": "lora-te-trained"}
         job = make_job([(ours_name[n], w) for n, w in zip(names, weights, strict=True)])
         ours = png_pixels(_only(engine.generate(job)))
         assert np.abs(ours - reference).max() <= QUANT, names
