@@ -9,7 +9,9 @@
 # Prints one line per image: NAME REFERENCE ARCHIVE SIZE_MB. Run it outside any private
 # network namespace: apt-get and pip reach the registries during the build. With
 # TUNEFORGE_IMAGES_CACHED_ONLY=1 a cache miss is an error instead of a build (tests run it so,
-# inside the private network namespace).
+# inside the private network namespace). With TUNEFORGE_IMAGES_ALLOW_STALE=1 as well, a miss
+# uses the newest cached archive of that image (built from other sources) and says so on
+# stderr ("STALE IMAGE: ..."): for developing the cluster tier while the sources change.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo_root="$(cd "$here/../.." && pwd)"
@@ -62,9 +64,19 @@ for name in "${names[@]}"; do
     if [ -f "$archive" ]; then
       log "$name: loading the cached $archive"
       podman load --quiet --input "$archive" >/dev/null
+    elif [ "${TUNEFORGE_IMAGES_CACHED_ONLY:-0}" = 1 ] && [ "${TUNEFORGE_IMAGES_ALLOW_STALE:-0}" = 1 ] \
+        && stale=$(ls -t "$tf_cache_root/images/$name"-*.tar 2>/dev/null | head -n 1) && [ -n "$stale" ]; then
+      # Development only (the cluster tier, TUNEFORGE_IMAGES_ALLOW_STALE=1): the newest cached
+      # archive, built from OTHER sources than these; said loudly, never silently.
+      stale_key=$(basename "$stale" .tar); stale_key=${stale_key#"$name-"}
+      log "STALE IMAGE: $name from $stale (sources key $stale_key; the current sources are $key)"
+      ref="localhost/tuneforge-$name:$stale_key"
+      archive="$stale"
+      podman image exists "$ref" || podman load --quiet --input "$archive" >/dev/null
     elif [ "${TUNEFORGE_IMAGES_CACHED_ONLY:-0}" = 1 ]; then
       log "$name: no image built from these sources ($key): run \`make images\` first" \
-          "(outside any private network namespace; it needs the registries)"
+          "(outside any private network namespace; it needs the registries)," \
+          "or set TUNEFORGE_IMAGES_ALLOW_STALE=1 to use the newest cached archive (development)"
       exit 1
     elif ! podman image exists "$ref"; then
       log "$name: cache miss ($key), building (minutes)"

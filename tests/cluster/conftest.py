@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.images import local_images, pause_image
+from tests.cluster.images import STALE_NOTICES, local_images, pause_image
 from tests.cluster.node_cluster import NodeCluster, start_node_cluster
 
 _running: list[NodeCluster] = []
@@ -48,6 +48,8 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print how long the cluster took to start."""
+    """Print how long the cluster took to start and every stale image it ran."""
     for line in _startup_lines:
         terminalreporter.write_line(line)
+    for line in STALE_NOTICES:
+        terminalreporter.write_line(line, yellow=True, bold=True)

@@ -2,6 +2,9 @@
 
 `make images` builds them outside the private network namespace; tests only look them up
 (TUNEFORGE_IMAGES_CACHED_ONLY=1), so a missing image fails with the command that builds it.
+With TUNEFORGE_IMAGES_ALLOW_STALE=1 (development only) a miss uses the newest cached archive,
+built from other sources; every such use is printed and listed in `STALE_NOTICES` (the tier's
+summary repeats them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ IMAGE_NAMES = ("operator", "trainer", "serving")
 LOOKUP_TIMEOUT_S = 600.0
 # What podman needs on this machine, which lacks CAP_SYS_RESOURCE (docs/pods.md).
 PODMAN_ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+STALE_NOTICES: list[str] = []
+"""build.sh's "STALE IMAGE: ..." lines: images used although built from other sources."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,10 @@ def _run_script(script: Path, *args: str) -> str:
             f"{script.relative_to(REPO_ROOT)} {' '.join(args)} failed ({result.returncode}): "
             f"build the images with `make images` first.\n{result.stderr[-3000:]}"
         )
+    for line in result.stderr.splitlines():
+        if "STALE IMAGE:" in line and line not in STALE_NOTICES:
+            print(line)
+            STALE_NOTICES.append(line)
     return result.stdout
 
 
