@@ -131,8 +131,9 @@ def load_staged(
     if manifest.full_model:
         raise AdapterRejected(
             f"adapter {name} is a full DreamBooth fine-tune (it replaces the UNet), not an "
-            "adapter: serve its exported folder as a base model, or train it with "
-            "dreambooth.exportLora: true to get a LoRA this server can hot-swap"
+            "adapter: serve its exported folder as a base model, serve the LoRA extracted "
+            f"from it (dreambooth.extractLora registers it as {key.name}-lora), or "
+            "train it with dreambooth.exportLora: true to get a LoRA this server can hot-swap"
         )
     if manifest.lora is None and manifest.embeddings is None:
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

@@ -19,7 +19,9 @@ def test_full_dreambooth_export_is_refused_with_the_way_out(tmp_path: Path) -> N
         files=["unet.safetensors"],
         full_model=True,
     )
-    with pytest.raises(AdapterRejected, match="exportLora"):
+    with pytest.raises(
+        AdapterRejected, match="extractLora registers it as sks-db-lora.*exportLora"
+    ):
         load_staged(AdapterRef("sks-db", 1), tmp_path, manifest, fingerprint="any")
 
 
