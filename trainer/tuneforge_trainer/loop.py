@@ -139,11 +139,15 @@ class _Trainer:
         training = self.spec.training
         seed_everything(training.seed)
         components = load_components(self.model_dir)
-        from tuneforge_trainer.priors import class_images_on_worker
+        from tuneforge_trainer.priors import class_image_tags, class_images_on_worker
 
-        class_dir = class_images_on_worker(
+        priors = class_images_on_worker(
             self.plan, self.world, components, dataset_dir, self.settings
         )
+        class_dir = priors.folder if priors is not None else None
+        if priors is not None and self.tracker is not None:
+            for tag, value in class_image_tags(priors).items():
+                self.tracker.set_tag(tag, value)
         self.method = build_method(self.spec, components)
         self.method.prepare()
         if training.gradient_checkpointing:
@@ -186,7 +190,7 @@ class _Trainer:
             from tuneforge_trainer.evaluation import WorkerEvaluation
 
             self.evaluation = WorkerEvaluation(
-                self.spec, dataset_dir, cache, self.settings, self.world, self.tracker
+                self.spec, self.method, dataset_dir, cache, self.settings, self.world, self.tracker
             )
 
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

@@ -35,6 +35,7 @@ from tuneforge_trainer.validation import (
 )
 
 if TYPE_CHECKING:
+    from tuneforge_trainer.methods.base import TrainingMethod
     from tuneforge_trainer.tracking import RunTracker
 
 
@@ -83,17 +84,23 @@ class WorkerEvaluation:
     def __init__(
         self,
         spec: FineTuneJobSpec,
+        method: TrainingMethod,
         dataset_dir: Path,
         cache_dir: Path,
         settings: Settings,
         world: World,
         tracker: RunTracker | None,
     ):
-        """Load the evaluator models and the real images (rank 0 only: the others just render)."""
+        """Load the evaluator models and the real images (rank 0 only: the others just render).
+
+        Default prompts take their subject from `method.evaluation_instance_prompt()` (a
+        textual inversion's placeholder token), and each prompt is rendered as the method's
+        text encoder reads it (`method.expand_prompt`)."""
         assert spec.evaluation is not None
         self.spec = spec
         self.evaluation = spec.evaluation
-        self.prompts = spec.evaluation.prompts_for(spec.dataset.instance_prompt)
+        self.prompts = spec.evaluation.prompts_for(method.evaluation_instance_prompt())
+        self.expand = method.expand_prompt
         self.world = world
         self.tracker = tracker
         self.before: list[list[Any]] = []
@@ -122,7 +129,7 @@ class WorkerEvaluation:
             for index, prompt in enumerate(self.prompts):
                 generator = torch.Generator().manual_seed(self.evaluation.seed + index)
                 result = pipe(
-                    prompt,
+                    self.expand(prompt),
                     num_inference_steps=self.evaluation.steps,
                     guidance_scale=self.evaluation.guidance_scale,
                     num_images_per_prompt=self.evaluation.images_per_prompt,

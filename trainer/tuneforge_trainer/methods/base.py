@@ -111,6 +111,14 @@ class TrainingMethod(ABC):
             raise ValueError("image has no caption and dataset.instancePrompt is unset")
         return text
 
+    def evaluation_instance_prompt(self) -> str | None:
+        """The prompt evaluation's default prompts take their subject from (the job's)."""
+        return self.spec.dataset.instance_prompt
+
+    def expand_prompt(self, prompt: str) -> str:
+        """`prompt` as the text encoder must read it (unchanged; new tokens expand)."""
+        return prompt
+
     @property
     def uses_prior_preservation(self) -> bool:
         """Whether each batch also carries class images (DreamBooth)."""

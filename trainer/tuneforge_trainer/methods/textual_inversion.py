@@ -159,9 +159,21 @@ class TextualInversionMethod(TrainingMethod):
         text = caption or self.spec.dataset.instance_prompt or ""
         if token not in text.split():
             text = f"a photo of {token}"
+        return self.expand_prompt(text)
+
+    def evaluation_instance_prompt(self) -> str:
+        """The instance prompt when it names the placeholder, else `a photo of <token>` (what
+        training used): evaluation prompts without the learned token would show the base."""
+        token = self.ti.placeholder_token
+        text = self.spec.dataset.instance_prompt or ""
+        return text if token in text.split() else f"a photo of {token}"
+
+    def expand_prompt(self, prompt: str) -> str:
+        """The placeholder replaced by its vectors' tokens (`<t> <t>_1 ...`)."""
+        token = self.ti.placeholder_token
         return " ".join(
             " ".join(placeholder_tokens(self.ti)) if word == token else word
-            for word in text.split()
+            for word in prompt.split()
         )
 
     def export(self, state: dict[str, torch.Tensor], out_dir: Path) -> ExportedAdapter:
