@@ -70,16 +70,27 @@ def _generate(plan: Any, world_size: int, components: Any, dataset_dir: Path, mo
     from tuneforge_trainer.strategies import World
 
     gate = threading.Barrier(world_size)
+    votes: list[bool] = []
+
+    def all_agree(world: Any, flag: bool) -> bool:  # all_reduce(MIN) between threads
+        votes.append(flag)
+        gate.wait(timeout=300)
+        agreed = all(votes)
+        gate.wait(timeout=300)
+        return agreed
+
     monkeypatch.setattr(priors, "barrier", lambda world: gate.wait(timeout=300))
+    monkeypatch.setattr(priors, "all_agree", all_agree)
     folders: dict[int, Path] = {}
     errors: list[BaseException] = []
 
     def worker(rank: int) -> None:
         try:
             world = World(rank=rank, world_size=world_size)
-            folders[rank] = priors.class_images_on_worker(
+            images = priors.class_images_on_worker(
                 plan, world, components, dataset_dir, Settings(), steps=STEPS
             )
+            folders[rank] = images.folder
         except BaseException as error:  # surfaced below
             errors.append(error)
             gate.abort()
@@ -130,7 +141,7 @@ def test_one_or_two_workers_render_the_same_set_each_its_share(
     assert not np.array_equal(_pixels(alone[0] / names[0]), _pixels(alone[0] / names[1]))
 
     def producers(store: Path) -> dict[int, tuple[int, int]]:
-        records = [json.loads(p.read_text()) for p in sorted(store.glob("generated-*.json"))]
+        records = [json.loads(p.read_text()) for p in sorted(store.rglob("generated-*.json"))]
         return {r["index"]: (r["rank"], r["seed"]) for r in records}
 
     seed = job.spec.training.seed
@@ -152,7 +163,10 @@ def test_a_rerun_renders_nothing_already_stored(
     monkeypatch.setattr(
         priors, "generate_share", lambda *args, **kw: rendered.append(args[3]) or real(*args, **kw)
     )
-    (tmp_path / "store" / "generated-00001.png").unlink()
+    (manifest,) = (tmp_path / "store").glob("*/manifest.json")
+    manifest.unlink()  # unpublished: the run's own uploads are kept, the rest is rendered
+    (image,) = (tmp_path / "store").rglob("generated-00001.png")
+    image.unlink()
     _generate(plan, 2, components, dataset_dir, monkeypatch)
     assert rendered == [[1]], "only the missing image, by its rank (1 of 2)"
 
@@ -169,10 +183,11 @@ def test_the_users_class_images_count_and_no_place_to_generate_is_refused(
     with pytest.raises(ValueError, match="needs 3 class images, 0 given"):
         class_images_on_worker(plan, World(), components, tiny_dataset_dir / "instance", Settings())
     enough = plan.model_copy(update={"class_data_uri": str(tiny_dataset_dir / "class")})
-    folder = class_images_on_worker(
+    images = class_images_on_worker(
         enough, World(), components, tiny_dataset_dir / "instance", Settings()
     )
-    assert folder == tiny_dataset_dir / "class"
+    assert images is not None and images.source == "provided" and images.cache is None
+    assert images.folder == tiny_dataset_dir / "class"
 
 
 def test_the_worker_loop_generates_with_the_model_it_loaded_once(  # 25 steps, as a job
@@ -188,6 +203,6 @@ def test_the_worker_loop_generates_with_the_model_it_loaded_once(  # 25 steps, a
     plan = _plan(job, tmp_path, tmp_path / "store")
     outcome = loop.train_worker(plan, LocalContext(tmp_path / "checkpoints"))
     assert outcome.final_step == 1 and len(loads) == 1
-    assert sorted(p.name for p in (tmp_path / "store").glob("*.png")) == [
+    assert sorted(p.name for p in (tmp_path / "store").rglob("*.png")) == [
         f"generated-{i:05d}.png" for i in range(NUM_CLASS_IMAGES)
     ]
