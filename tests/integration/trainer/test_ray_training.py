@@ -188,7 +188,12 @@ def test_textual_inversion_fsdp_registers_only_new_rows(
 def test_dreambooth_deepspeed_generates_class_images_and_registers(
     trainer_env, s3_dataset, tiny_model_dir, tmp_path
 ):
+    from mlflow.tracking import MlflowClient
+
+    from tuneforge.settings import Settings
+    from tuneforge.storage import minio_client
     from tuneforge_trainer import run_job
+    from tuneforge_trainer.class_image_cache import CLASS_IMAGES_KEY_TAG, CLASS_IMAGES_TAG
     from tuneforge_trainer.validation import load_pipeline_with_adapter
 
     job = make_trainer_job(
@@ -197,6 +202,7 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
         s3_dataset["instance_only"],
         name="ray-db",
         uid="uid-ray-db",
+        dataset={"classPrompt": "a photo of a toy (ray-db)"},  # a key no other test renders
         dreambooth={"priorPreservation": True},
         resources={"workers": 2, "strategy": "deepspeed"},
         output={"registeredModel": "ray-db"},
@@ -206,15 +212,19 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
     assert fetched.manifest.method == "dreambooth" and fetched.manifest.files == [
         "unet.safetensors"
     ]
-    from tuneforge.storage import minio_client
-
+    uri = Settings().mlflow_tracking_uri
+    tags = MlflowClient(tracking_uri=uri).get_run(result.run_id).data.tags
+    assert tags[CLASS_IMAGES_TAG] == "generated"
+    digest = tags[CLASS_IMAGES_KEY_TAG]
     client = minio_client()
-    generated = [
-        o.object_name
-        for o in client.list_objects("tuneforge-checkpoints", prefix="runs/", recursive=True)
-        if "-class-images/generated-" in o.object_name
+    prefix = f"runs/class-images/{digest}/"
+    stored = [
+        str(o.object_name)[len(prefix) :]
+        for o in client.list_objects("tuneforge-checkpoints", prefix=prefix, recursive=True)
     ]
-    assert sorted(name.rsplit("/", 1)[1] for name in generated) == [
+    assert "manifest.json" in stored
+    generated = sorted(name for name in stored if "/generated-" in name)
+    assert [name.rsplit("/", 1)[1] for name in generated] == [
         "generated-00000.json",
         "generated-00000.png",
         "generated-00001.json",
@@ -224,7 +234,7 @@ def test_dreambooth_deepspeed_generates_class_images_and_registers(
     records = {}
     for name in generated:
         if name.endswith(".json"):
-            response = client.get_object("tuneforge-checkpoints", name)
+            response = client.get_object("tuneforge-checkpoints", prefix + name)
             record = json.loads(response.read())
             response.close()
             records[record["index"]] = (record["rank"], record["world_size"], record["seed"])
