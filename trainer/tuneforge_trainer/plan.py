@@ -47,8 +47,9 @@ class WorkerPlan(BaseModel):
     """The job's own prior-preservation class images (`dataset.classDataUri`); None: the
     dataset's `class/` folder."""
     class_images_uri: str | None = None
-    """Shared storage (S3 prefix or local folder) where workers put the class images they
-    generate (see `tuneforge_trainer.priors`); None without prior preservation."""
+    """Root of the shared class-image cache (`<checkpoints>/class-images`, S3 prefix or local
+    folder) where workers find or publish generated class images (see
+    `tuneforge_trainer.class_image_cache`); None without prior preservation."""
     cache_dir: str
     """Where workers download and cache models and data."""
     tracking_uri: str | None = None
