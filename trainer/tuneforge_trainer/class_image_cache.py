@@ -95,6 +95,11 @@ class CacheManifest(BaseModel):
     """The run (`<job>-<uid hash>`) that rendered the set."""
 
 
+def generated_name(index: int) -> str:
+    """The file name of generated class image `index`."""
+    return f"generated-{index:05d}.png"
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -130,7 +135,10 @@ class ClassImageCache:
         """Download a complete published set into `dest` (emptied first); None when there is
         none, or when any listed file is missing or differs from its size and hash."""
         manifest = self.read_manifest()
-        if manifest is None or len(manifest.files) < self.key.count:
+        if manifest is None:
+            return None
+        listed = {PathParts.name(item.path) for item in manifest.files}
+        if any(generated_name(i) not in listed for i in range(self.key.count)):
             return None
         runs = {PathParts.run(item.path) for item in manifest.files}
         if len(runs) != 1 or None in runs:
@@ -149,7 +157,6 @@ class ClassImageCache:
                 return None
             if sha256_file(path) != item.sha256:
                 return None
-        listed = {PathParts.name(item.path) for item in manifest.files}
         for extra in [p for p in dest.iterdir() if p.name not in listed]:
             extra.unlink()  # left by an earlier, interrupted attempt of that run
         return manifest

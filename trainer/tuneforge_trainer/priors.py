@@ -37,6 +37,7 @@ from tuneforge_trainer.class_image_cache import (
     CLASS_IMAGES_URI_TAG,
     ClassImageCache,
     ClassImageKey,
+    generated_name,
 )
 from tuneforge_trainer.components import Components
 from tuneforge_trainer.data import bundled_class_root, list_images
@@ -83,11 +84,6 @@ def class_images_uri(job: FineTuneJob, checkpoint_uri: str) -> str | None:
     if not uses_prior_preservation(job.spec):
         return None
     return f"{checkpoint_uri.rstrip('/')}/{CACHE_FOLDER}"
-
-
-def generated_name(index: int) -> str:
-    """The file name of generated class image `index`."""
-    return f"generated-{index:05d}.png"
 
 
 def share_of(rank: int, world_size: int, count: int) -> list[int]:
