@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from tests.fixtures.serving import make_lora_adapter, png_pixels
+from tests.fixtures.serving import diffusers_reference, make_lora_adapter, png_pixels
 from tests.unit.adapters.kohya_inputs import write_kohya
 from tuneforge.adapters import import_adapter
 from tuneforge.client.client import Client
@@ -80,15 +79,7 @@ def test_import_registers_with_lineage_and_serves_like_diffusers(
     assert tags[Tag.METHOD] == "lora"
     ours = _render(tiny_model_dir, registry, f"{name}@prod", tmp_path)
     fresh_tiny_pipeline.load_lora_weights(str(kohya_file), adapter_name="orig")
-    reference = fresh_tiny_pipeline(
-        prompt=["a photo of a cat"],
-        negative_prompt=[""],
-        num_inference_steps=3,
-        width=64,
-        height=64,
-        generator=[torch.Generator().manual_seed(11)],
-        output_type="np",
-    ).images[0]
+    reference = diffusers_reference(fresh_tiny_pipeline, "a photo of a cat")
     assert np.abs(ours - reference).max() <= QUANT
 
 

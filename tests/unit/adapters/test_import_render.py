@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.fixtures.serving import FolderAdapterSource, build_engine, make_lora_adapter, png_pixels
+from tests.fixtures.serving import (
+    FolderAdapterSource,
+    build_engine,
+    diffusers_reference,
+    make_lora_adapter,
+    png_pixels,
+)
 from tests.unit.adapters.kohya_inputs import write_kohya
 from tuneforge.adapters import Layout, convert_adapter
 from tuneforge.base_model import resolve_base_model
@@ -22,18 +28,6 @@ from tuneforge.settings import Settings
 
 QUANT = 1.0 / 255 + 1e-6
 PROMPT = "a photo of <imported-token> on a table"
-
-
-def _reference(pipe: Any, prompt: str) -> Any:
-    return pipe(
-        prompt=[prompt],
-        negative_prompt=[""],
-        num_inference_steps=3,
-        width=64,
-        height=64,
-        generator=[torch.Generator().manual_seed(11)],
-        output_type="np",
-    ).images[0]
 
 
 def _served(engine: Any, source: FolderAdapterSource, name: str, prompt: str) -> Any:
@@ -94,7 +88,7 @@ def test_kohya_lora_renders_like_diffusers_load_lora_weights(
     ours = _served(engine, source, "imported", "a photo of a cat")
     plain = _served_base(engine, "a photo of a cat")
     fresh_tiny_pipeline.load_lora_weights(str(kohya_file), adapter_name="kohya")
-    reference = _reference(fresh_tiny_pipeline, "a photo of a cat")
+    reference = diffusers_reference(fresh_tiny_pipeline, "a photo of a cat")
     assert np.abs(ours - reference).max() <= QUANT
     assert np.abs(ours - plain).mean() > 0.01, "the imported LoRA left the image unchanged"
 
@@ -125,7 +119,7 @@ def test_a1111_embedding_renders_like_diffusers_load_textual_inversion(
     prompt = "a photo of imported-token on a table"
     ours = _served(engine, source, "ti", prompt)
     fresh_tiny_pipeline.load_textual_inversion(str(a1111_embedding), token="imported-token")
-    reference = _reference(fresh_tiny_pipeline, prompt)
+    reference = diffusers_reference(fresh_tiny_pipeline, prompt)
     assert np.abs(ours - reference).max() <= QUANT
     assert np.abs(ours - _served_base(engine, prompt)).mean() > 0.01
 
@@ -154,9 +148,9 @@ def test_diffusers_lora_and_embedding_files_render_like_diffusers(
     ours_ti = _served(engine, source, "ti", prompt)
     pipe = fresh_tiny_pipeline
     pipe.load_textual_inversion(str(ti_file))
-    reference_ti = _reference(pipe, prompt)
+    reference_ti = diffusers_reference(pipe, prompt)
     pipe.load_lora_weights(str(lora_file), adapter_name="orig")
-    reference_both = _reference(pipe, prompt)
+    reference_both = diffusers_reference(pipe, prompt)
     assert np.abs(ours_ti - reference_ti).max() <= QUANT
     from tuneforge_serving.jobs import GenerationJob
 
@@ -195,5 +189,5 @@ def test_a_text_encoder_lora_in_the_trainers_spelling_imports_and_renders_like_d
     ours = _served(engine, source, "te", prompt)
     pipe = fresh_tiny_pipeline
     pipe.load_lora_weights(str(original), adapter_name="te")
-    assert np.abs(ours - _reference(pipe, prompt)).max() <= QUANT
+    assert np.abs(ours - diffusers_reference(pipe, prompt)).max() <= QUANT
     assert np.abs(ours - _served_base(engine, prompt)).mean() > 0.01

@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from tests.fixtures.serving import png_pixels
+from tests.fixtures.serving import diffusers_reference, png_pixels
 
 QUANT = 1.0 / 255 + 1e-6  # one 8-bit level: PNG rounding against a float reference
 
@@ -20,19 +19,6 @@ def _only(output: Any) -> bytes:
     assert len(output.images) == 1
     image: bytes = output.images[0]
     return image
-
-
-def _diffusers_reference(pipe: Any, prompt: str) -> Any:
-    """What diffusers itself renders for `make_job`'s defaults (64x64, 3 steps, seed 11)."""
-    return pipe(
-        prompt=[prompt],
-        negative_prompt=[""],
-        num_inference_steps=3,
-        width=64,
-        height=64,
-        generator=[torch.Generator().manual_seed(11)],
-        output_type="np",
-    ).images[0]
 
 
 def test_same_seeded_job_twice_gives_identical_bytes(
@@ -84,7 +70,7 @@ def test_lora_matches_diffusers_loader(
         (["d"], [1.0]),
     ):
         pipe.set_adapters(names, weights)
-        reference = _diffusers_reference(pipe, "a photo of a cat")
+        reference = diffusers_reference(pipe, "a photo of a cat")
         ours_name = {"a": "lora0", "b": "lora1", "c": "lora-te", "d": "lora-te-trained"}
         job = make_job([(ours_name[n], w) for n, w in zip(names, weights, strict=True)])
         ours = png_pixels(_only(engine.generate(job)))
@@ -106,7 +92,7 @@ def test_textual_inversion_matches_diffusers_and_does_not_leak(
 
     pipe.load_textual_inversion(str(serving_adapters["ti-cat"] / TI_EMBEDDINGS))
     pipe.load_textual_inversion(str(serving_adapters["ti-dog"] / TI_EMBEDDINGS))
-    reference = _diffusers_reference(pipe, prompt)
+    reference = diffusers_reference(pipe, prompt)
     assert np.abs(ours - reference).max() <= QUANT
     # Without the adapters the tokens are plain text again, before and after eviction.
     assert _only(engine.generate(make_job(prompt=prompt))) == plain_before

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 
 from tests.fixtures.assets import load_tiny_pipeline
-from tests.fixtures.serving import build_engine, png_pixels
+from tests.fixtures.serving import build_engine, diffusers_reference, png_pixels
 from tests.fixtures.trainer import (
     TINY_INSTANCE_PROMPT,
     make_trainer_job,
@@ -25,19 +23,6 @@ from tuneforge.contract import ADAPTER_MANIFEST, LORA_WEIGHTS
 
 RANK = 8  # the test engine's slot rank (build_engine)
 QUANT = 1.0 / 255 + 1e-6  # one 8-bit level: PNG rounding against diffusers' float image
-
-
-def _diffusers_image(pipe: Any) -> Any:
-    """What the serving job below asks for (64 px, 3 steps, seed 11), rendered by diffusers."""
-    return pipe(
-        prompt=[TINY_INSTANCE_PROMPT],
-        negative_prompt=[""],
-        num_inference_steps=3,
-        width=64,
-        height=64,
-        generator=[torch.Generator().manual_seed(11)],
-        output_type="np",
-    ).images[0]
 
 
 def test_extracted_lora_is_close_to_the_full_fine_tune_registered_and_served(
@@ -130,5 +115,10 @@ def test_extracted_lora_is_close_to_the_full_fine_tune_registered_and_served(
     output = engine.generate(served_job)
     assert output.error is None, output.error
     served = png_pixels(output.images[0])
-    assert np.abs(served - _diffusers_image(lora_pipe)).max() <= QUANT
-    assert np.abs(served - _diffusers_image(load_tiny_pipeline(tiny_model_dir))).mean() > 1e-3
+    assert np.abs(served - diffusers_reference(lora_pipe, TINY_INSTANCE_PROMPT)).max() <= QUANT
+    assert (
+        np.abs(
+            served - diffusers_reference(load_tiny_pipeline(tiny_model_dir), TINY_INSTANCE_PROMPT)
+        ).mean()
+        > 1e-3
+    )
