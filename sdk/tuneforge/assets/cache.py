@@ -70,3 +70,27 @@ def cached_tiny_dataset(
         if tiny_dataset_info(target) is None:
             raise
     return target
+
+
+HELDOUT_SEED = 1
+"""The seed of the held-out subject images (the training set is seed 0)."""
+HELDOUT_NUM_INSTANCE = 8
+"""Held-out subject images: 6 like the training poses, 2 new pose/position combinations."""
+
+
+def cached_heldout_subject(resolution: int = 64, cache_dir: Path | None = None) -> Path:
+    """Subject images that no training run sees, for learning tests and evaluation.
+
+    The same subject sprite as `cached_tiny_dataset()` drawn by the same builder with
+    another seed (`HELDOUT_SEED`): other background colours and styles, other jitter, and
+    with `HELDOUT_NUM_INSTANCE` = 8 two pose/position/size combinations the 6 training
+    images lack. No class images. Cached like the other assets
+    (`tiny-dataset-v<N>-r64-i8-c0-seed1`); the training dataset's bytes are unchanged.
+    """
+    return cached_tiny_dataset(
+        resolution=resolution,
+        num_instance=HELDOUT_NUM_INSTANCE,
+        num_class=0,
+        seed=HELDOUT_SEED,
+        cache_dir=cache_dir,
+    )

@@ -1,51 +1,36 @@
-"""LoRA actually learns the subject: held-out denoising loss drops by a real margin.
+"""LoRA actually learns the subject: the loss on subject images it never saw drops.
 
-Single process (the loop with world size 1): the loss is measured on the subject images at
-fixed noise and timesteps that training never drew, before and after training, through a
-plain diffusers pipeline with the exported LoRA loaded.
+In-process (the worker loop at world size 1, no Ray). The held-out images are the same
+synthetic subject drawn with another seed (`cached_heldout_subject()`: other backgrounds and
+jitter, two new pose/position combinations); training sees only the seed-0 dataset. The
+denoising loss is measured on them at fixed noise and timesteps (the same seeds for the base
+model and the trained one), with each image's caption, through a plain diffusers pipeline
+with the exported LoRA loaded (`tests/fixtures/heldout.py`).
+
+Measured (60 steps, lr 1e-2 cosine, rank 8, batch 3; training seeds 0, 1, 2 on the busy
+2-core box): held-out loss 1.0826 -> 0.7867, 0.8463, 0.8239 (27.3 %, 21.8 %, 23.9 % lower).
+The test asserts at least 15 % lower: about two thirds of the smallest gain, 7 points below.
+The other methods (DreamBooth under DeepSpeed, textual inversion under FSDP2) are in
+`test_learning_sharded.py`.
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
 
-from tests.fixtures.assets import load_tiny_pipeline
+from tests.fixtures.heldout import heldout_captions, heldout_denoising_loss
 from tests.fixtures.trainer import make_trainer_job, run_worker_locally
-from tuneforge_trainer.components import tokenize
-from tuneforge_trainer.data import instance_root, load_pixels, read_records
 
-MARGIN = 0.10  # at least 10 % lower held-out loss
-
-
-@torch.no_grad()
-def held_out_loss(pipe, dataset_dir, prompt: str) -> float:
-    """Mean epsilon-prediction MSE over every subject image at 8 fixed (noise, timestep) pairs."""
-    import random
-
-    records = read_records(instance_root(dataset_dir))
-    pixels = torch.stack([load_pixels(r.path, 64, True, False, random.Random(0)) for r in records])
-    latents = pipe.vae.encode(pixels).latent_dist.mean * pipe.vae.config.scaling_factor
-    ids = tokenize(pipe.tokenizer, [prompt] * len(records))
-    hidden = pipe.text_encoder(ids)[0]
-    generator = torch.Generator().manual_seed(12345)
-    scheduler = pipe.scheduler
-    alphas = scheduler.alphas_cumprod
-    losses = []
-    for timestep in (50, 150, 250, 350, 450, 550, 650, 750):
-        noise = torch.randn(latents.shape, generator=generator)
-        t = torch.full((len(records),), timestep, dtype=torch.long)
-        noisy = (
-            alphas[t].sqrt().view(-1, 1, 1, 1) * latents
-            + (1 - alphas[t]).sqrt().view(-1, 1, 1, 1) * noise
-        )
-        prediction = pipe.unet(noisy, t, hidden).sample
-        losses.append(torch.nn.functional.mse_loss(prediction, noise).item())
-    return sum(losses) / len(losses)
+MIN_GAIN = 0.15
+"""The trained held-out loss must be at least 15 % below the base's (measured: 21.8-27.3 %)."""
 
 
 @pytest.mark.slow
-def test_lora_lowers_held_out_denoising_loss(tiny_model_dir, tiny_dataset_dir, tmp_path):
+def test_lora_lowers_the_denoising_loss_on_held_out_subject_images(
+    tiny_model_dir, tiny_dataset_dir, heldout_subject_dir, heldout_base_losses, tmp_path
+):
+    from tuneforge_trainer.validation import load_pipeline_with_adapter
+
     job = make_trainer_job(
         "lora",
         tiny_model_dir,
@@ -62,10 +47,9 @@ def test_lora_lowers_held_out_denoising_loss(tiny_model_dir, tiny_dataset_dir, t
         lora={"rank": 8, "alpha": 8.0},
     )
     _, context = run_worker_locally(job, tmp_path)
-    prompt = "a photo of sks toy"
-    base = load_tiny_pipeline(tiny_model_dir)
-    before = held_out_loss(base, tiny_dataset_dir, prompt)
-    base.load_lora_weights(str(context.checkpoints()[-1] / "adapter"))
-    after = held_out_loss(base, tiny_dataset_dir, prompt)
-    print(f"held-out loss before={before:.4f} after={after:.4f} ({(1 - after / before):.1%} lower)")
-    assert after < (1 - MARGIN) * before
+    trained = load_pipeline_with_adapter(tiny_model_dir, context.checkpoints()[-1] / "adapter")
+    captions = heldout_captions(heldout_subject_dir)
+    after = heldout_denoising_loss(trained, heldout_subject_dir, captions)
+    before = heldout_base_losses["captions"]
+    print(f"held-out loss before={before:.4f} after={after:.4f} ({1 - after / before:.1%} lower)")
+    assert after < (1 - MIN_GAIN) * before
