@@ -2,8 +2,9 @@
 # Builds the three TuneForge images (docker/Dockerfile.{operator,trainer,serving}) with buildah
 # on a local Debian base, without any image registry, and caches each as a `podman save`
 # archive keyed by a hash of its Dockerfile, pyproject.toml, README.md, .dockerignore, the
-# four source folders, these scripts and the base image. The trainer and serving images get
-# this machine's CPU torch wheel (TORCH_BUILD=cpu: the build fails on a CUDA torch).
+# hashed locks (docker/requirements), the four source folders, these scripts and the base
+# image. The trainer and serving images get this machine's CPU torch wheel (TORCH_BUILD=cpu:
+# the build fails on a CUDA torch).
 #
 # Usage: scripts/images/build.sh [NAME...]     (default: operator trainer serving)
 # Prints one line per image: NAME REFERENCE ARCHIVE SIZE_MB. Run it outside any private
@@ -29,7 +30,7 @@ done
 
 base=$("$here/base.sh")
 cd "$repo_root"
-sources_key=$(hash_files pyproject.toml README.md .dockerignore sdk operator trainer serving \
+sources_key=$(hash_files pyproject.toml README.md .dockerignore docker/requirements sdk operator trainer serving \
   "$here/build.sh" "$here/lib.sh")
 # The wheels pip finds on this machine's disk (torch's CPU build among them).
 wheels_dir=/opt/wheels

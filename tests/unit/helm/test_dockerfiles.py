@@ -128,6 +128,15 @@ def test_gpu_images_install_cuda_torch_first_then_their_extra(name: str, extra: 
     assert re.search(r"^USER 1000:1000$", text, re.M), "the serving pods run as 1000"
     assert "wget" in text, "KubeRay's probes run wget inside Ray pods"
     assert set(_project_installs(text)) <= {extra, f"{extra}-deepspeed"}
+    # KubeRay starts Ray under `bash -lc`; Debian's /etc/profile resets PATH without this.
+    assert "'export PATH=/opt/venv/bin:$PATH\\n' > /etc/profile.d/" in text
+
+
+def test_ray_images_carry_rays_dashboard_for_kuberays_probes_and_job_submission() -> None:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for extra, ray_extras in (("trainer", {"default", "train"}), ("serving", {"serve"})):
+        (ray,) = [Requirement(r) for r in extras[extra] if Requirement(r).name == "ray"]
+        assert ray_extras <= ray.extras, extra  # ray[serve] includes ray[default]
 
 
 def test_extras_exist_in_pyproject() -> None:
