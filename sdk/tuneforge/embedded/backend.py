@@ -35,7 +35,7 @@ def absolute_local_uris(job: FineTuneJob, base: Path | None = None) -> None:
     """Make relative local URIs (`./data`) absolute against `base` (default: the cwd).
 
     The trainer runs in the state directory, so `./data` must be resolved where the user
-    typed it.
+    typed it: the base model, dataset, class images and evaluator models.
     """
     root = base or Path.cwd()
     spec = job.spec
@@ -48,6 +48,9 @@ def absolute_local_uris(job: FineTuneJob, base: Path | None = None) -> None:
     spec.base_model.uri = fix(spec.base_model.uri) or spec.base_model.uri
     spec.dataset.uri = fix(spec.dataset.uri) or spec.dataset.uri
     spec.dataset.class_data_uri = fix(spec.dataset.class_data_uri)
+    if spec.evaluation is not None:
+        spec.evaluation.clip_model = fix(spec.evaluation.clip_model) or spec.evaluation.clip_model
+        spec.evaluation.dino_model = fix(spec.evaluation.dino_model) or spec.evaluation.dino_model
 
 
 def prepare_local_job(job: FineTuneJob) -> FineTuneJob:
