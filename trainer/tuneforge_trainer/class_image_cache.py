@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.adapters.importer import file_sha256
 from tuneforge.errors import StorageError
 from tuneforge.settings import Settings
 from tuneforge.storage import download_prefix, is_s3_uri, local_path, upload_dir
@@ -100,15 +101,6 @@ def generated_name(index: int) -> str:
     return f"generated-{index:05d}.png"
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ClassImageCache:
     """The cache folder of one key under `root` (an `s3://` prefix or a local folder)."""
 
@@ -155,7 +147,7 @@ class ClassImageCache:
             path = dest / PathParts.name(item.path)
             if not path.is_file() or path.stat().st_size != item.size:
                 return None
-            if sha256_file(path) != item.sha256:
+            if file_sha256(path) != item.sha256:
                 return None
         for extra in [p for p in dest.iterdir() if p.name not in listed]:
             extra.unlink()  # left by an earlier, interrupted attempt of that run
@@ -168,7 +160,7 @@ class ClassImageCache:
             CachedFile(
                 path=f"{run}/{name}",
                 size=(folder / name).stat().st_size,
-                sha256=sha256_file(folder / name),
+                sha256=file_sha256(folder / name),
             )
             for name in sorted(names)
         ]

@@ -18,25 +18,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from tests.unit.helm.helmchart import REPO_ROOT
-from tests.unit.helm.imagefiles import installed_locks, makefile_lock_extras
+from tests.unit.helm.imagefiles import (
+    DOCKER,
+    dockerfile,
+    installed_locks,
+    instructions,
+    makefile_lock_extras,
+)
 
-DOCKER = REPO_ROOT / "docker"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 TORCH_STACK = {"torch", "diffusers", "transformers", "peft", "accelerate", "deepspeed"}
-
-
-def _dockerfile(name: str) -> str:
-    return (DOCKER / f"Dockerfile.{name}").read_text()
-
-
-def _instructions(text: str) -> list[str]:
-    """Instructions with continuation lines joined and comments dropped."""
-    joined = re.sub(r"\\\n\s*", " ", text)
-    return [
-        line.strip()
-        for line in joined.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
 
 
 def _project_installs(text: str) -> list[str]:
@@ -78,9 +69,9 @@ def test_operator_extra_pulls_no_torch_stack() -> None:
 
 
 def test_operator_image_installs_only_the_operator_extra() -> None:
-    text = _dockerfile("operator")
+    text = dockerfile("operator")
     assert _project_installs(text) == ["operator"]
-    lowered = " ".join(_instructions(text)).lower()
+    lowered = " ".join(instructions(text)).lower()
     assert "torch==" not in lowered and "cuda" not in lowered
     assert re.search(
         r"^ARG BASE_IMAGE=python:[0-9.]+-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M
@@ -89,7 +80,7 @@ def test_operator_image_installs_only_the_operator_extra() -> None:
     assert 'ENTRYPOINT ["python", "-m", "tuneforge_operator"]' in text
     assert re.search(r"^USER 65532:65532$", text, re.M), "the chart runs it as 65532"
     # kopf's peering identity calls getpass.getuser(): the UID needs a name (or USER set).
-    assert "useradd --uid 65532" in " ".join(_instructions(text))
+    assert "useradd --uid 65532" in " ".join(instructions(text))
     assert re.search(r"^ENV USER=\S+$", text, re.M)
     assert "find_spec(m) is not None" in text, "the build-time no-torch guard is gone"
 
@@ -106,8 +97,8 @@ def _torch_pin() -> str:
 
 @pytest.mark.parametrize(("name", "extra"), [("trainer", "trainer"), ("serving", "serving")])
 def test_gpu_images_install_cuda_torch_first_then_their_extra(name: str, extra: str) -> None:
-    text = _dockerfile(name)
-    steps = _instructions(text)
+    text = dockerfile(name)
+    steps = instructions(text)
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
     assert f"ARG TORCH_VERSION={_torch_pin()}" in text, "Docker torch must equal pyproject's pin"
     torch_step = next(i for i, s in enumerate(steps) if "--index-url" in s and "torch==" in s)
@@ -142,7 +133,7 @@ def test_ray_images_carry_rays_dashboard_for_kuberays_probes_and_job_submission(
 def test_extras_exist_in_pyproject() -> None:
     extras = PYPROJECT["project"]["optional-dependencies"]
     for name in ("operator", "trainer", "serving"):
-        for lock in _project_installs(_dockerfile(name)):
+        for lock in _project_installs(dockerfile(name)):
             for extra in makefile_lock_extras()[lock]:
                 assert extra in extras, f"Dockerfile.{name} installs unknown extra {extra}"
 
@@ -154,7 +145,7 @@ def test_dockerignore_keeps_the_build_context_small_but_complete() -> None:
     for folder in ("sdk", "operator", "trainer", "serving"):
         assert folder not in lines
     for name in ("operator", "trainer", "serving"):
-        copied = re.findall(r"^COPY (\S+) ", _dockerfile(name), re.M)
+        copied = re.findall(r"^COPY (\S+) ", dockerfile(name), re.M)
         assert {"pyproject.toml", "sdk", "operator"} <= set(copied)
 
 
@@ -169,10 +160,10 @@ def test_chart_defaults_name_these_images() -> None:
 
 
 def test_trainer_image_installs_deepspeed_by_default_without_nvcc() -> None:
-    text = _dockerfile("trainer")
+    text = dockerfile("trainer")
     assert re.search(r"^ARG INSTALL_DEEPSPEED=true$", text, re.M), "DeepSpeed must be a default"
     assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:[0-9.]+-cudnn-runtime-", text, re.M)
-    steps = _instructions(text)
+    steps = instructions(text)
     deepspeed_step = next(s for s in steps if s.startswith("RUN ") and "deepspeed.lock" in s)
     # Its setup.py imports torch; setuptools comes from trainer.lock, installed before.
     assert "--no-build-isolation" in deepspeed_step.split("trainer-deepspeed.lock")[0]
@@ -199,4 +190,4 @@ def test_deepspeed_gets_a_torch_optimizer_so_no_fused_ops_are_built() -> None:
 @pytest.mark.parametrize("name", ["operator", "trainer", "serving"])
 def test_dockerfiles_use_no_heredocs(name: str) -> None:
     """buildah before 1.33 (Debian 12 has 1.28) and docker's classic builder cannot read them."""
-    assert not re.search(r"^RUN\b.*<<", _dockerfile(name), re.M)
+    assert not re.search(r"^RUN\b.*<<", dockerfile(name), re.M)
