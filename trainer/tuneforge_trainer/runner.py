@@ -17,7 +17,7 @@ from typing import Any
 
 from tuneforge.api import QUALITY_GATE_TAG, FineTuneJob, QualityGateVerdict, gate_verdict
 from tuneforge.api.evaluation import grid_file
-from tuneforge.contract import AdapterManifest, Tag, format_result
+from tuneforge.contract import ADAPTER_ARTIFACT_PATH, AdapterManifest, Tag, format_result
 from tuneforge.settings import Settings
 from tuneforge.sigterm import raise_on_sigterm
 from tuneforge_trainer.checkpoints import ADAPTER_DIR, STATE_FILE
@@ -82,35 +82,54 @@ def register(
     job: FineTuneJob,
     verdict: QualityGateVerdict | None = None,
     kept_at: str | None = None,
+    *,
+    model_name: str | None = None,
+    artifact_path: str = ADAPTER_ARTIFACT_PATH,
+    extra_tags: dict[str, str] | None = None,
+    note: str | None = None,
 ) -> Any:
     """Register the adapter folder as a version of `output.registeredModel` (idempotent per uid).
 
     The version is always registered; `output.alias` moves to it only when `verdict` passed
     (or there is none). The version then gets its model card. `kept_at` is where the
-    adapter stays when MLflow cannot be reached (the error names it).
+    adapter stays when MLflow cannot be reached (the error names it). A derived adapter (the
+    extracted LoRA) passes its own `model_name`, run `artifact_path`, `extra_tags` and a
+    `note` that ends its description; its card shows no evaluation grids (they are the
+    job's full weights').
     """
     from tuneforge.registry import AdapterRegistry
-    from tuneforge.registry.register import attach_model_card, card_description, model_card
+    from tuneforge.registry.register import (
+        MODEL_CARD_ARTIFACT,
+        attach_model_card,
+        card_description,
+        model_card,
+    )
 
     output = job.spec.output
-    tags = {Tag.JOB_NAME: job.name, Tag.JOB_UID: manifest.job_uid or ""}
+    tags = {Tag.JOB_NAME: job.name, Tag.JOB_UID: manifest.job_uid or "", **(extra_tags or {})}
     alias = output.alias if verdict is None or verdict.passed else None
     registry = AdapterRegistry(settings)
     registered = registry.register(
         run_id,
         adapter_dir,
         manifest,
-        output.registered_model,
+        model_name or output.registered_model,
         alias=alias,
         tags=tags,
         kept_at=kept_at,
+        artifact_path=artifact_path,
     )
     evaluation = job.spec.evaluation
     prompts = evaluation.prompts_for(job.spec.dataset.instance_prompt) if evaluation else []
-    grids = [grid_file(index) for index in range(len(prompts))]
+    grids = [] if note else [grid_file(index) for index in range(len(prompts))]
     readme = model_card(registered.name, registered.version, manifest, job.spec, verdict, grids)
-    description = card_description(manifest, verdict)
-    attach_model_card(registry.store, registered, readme, description, verdict)
+    if note:
+        readme += f"\n{note}\n"
+    description = card_description(manifest, verdict) + (f" {note}" if note else "")
+    card_folder = MODEL_CARD_ARTIFACT
+    if artifact_path != ADAPTER_ARTIFACT_PATH:  # a second version of this run: its own card
+        card_folder = f"{artifact_path}-{MODEL_CARD_ARTIFACT}"
+    attach_model_card(registry.store, registered, readme, description, verdict, card_folder)
     return registered
 
 
@@ -136,10 +155,10 @@ def register_extracted_lora(
     `…/rank`, …) at the final step and the per-layer report (`lora_extraction/layers.json`,
     `layers.csv`). The LoRA becomes a version of `extracted_model_name(registeredModel)`,
     tagged with the full weights' `name/version`; `output.alias` moves with the same gate as
-    the full weights'. None when the checkpoint holds no extracted LoRA.
+    the full weights', and it gets a model card like every version (`register`). None when
+    the checkpoint holds no extracted LoRA.
     """
     from tuneforge.api import extracted_model_name
-    from tuneforge.registry import AdapterRegistry
     from tuneforge_trainer.extract_lora import (
         EXTRACTED_LORA_DIR,
         EXTRACTION_REPORT_DIR,
@@ -157,35 +176,29 @@ def register_extracted_lora(
         manifest.steps,
     )
     tracker.log_artifacts(report, EXTRACTION_REPORT_DIR)
-    output = job.spec.output
     source = f"{full.name}/{full.version}"
-    registry = AdapterRegistry(settings)
-    registered = registry.register(
-        tracker.run_id,
-        folder,
-        manifest,
-        extracted_model_name(output.registered_model),
-        alias=output.alias if verdict is None or verdict.passed else None,
-        tags={
-            Tag.JOB_NAME: job.name,
-            Tag.JOB_UID: manifest.job_uid or "",
-            EXTRACTED_FROM_TAG: source,
-        },
-        kept_at=kept_at,
-        artifact_path=EXTRACTED_ARTIFACT_PATH,
-    )
     lora = manifest.lora
     assert lora is not None
-    description = (
+    note = (
         f"LoRA (rank {lora.rank}) extracted by SVD from the full DreamBooth {source}; "
         f"relative reconstruction error mean {summary['relative_error_mean']:.4f}, "
         f"max {summary['relative_error_max']:.4f} over {int(summary['layers_extracted'])} "
         f"layers; {int(summary['layers_left_out'])} trained weights left out "
         f"({summary['left_out_energy_fraction']:.1%} of the change): see {EXTRACTION_REPORT_DIR}/"
     )
-    with registry.store.client() as client:
-        client.update_model_version(registered.name, str(registered.version), description)
-    return registered
+    return register(
+        settings,
+        tracker.run_id,
+        folder,
+        manifest,
+        job,
+        verdict,
+        kept_at,
+        model_name=extracted_model_name(job.spec.output.registered_model),
+        artifact_path=EXTRACTED_ARTIFACT_PATH,
+        extra_tags={EXTRACTED_FROM_TAG: source},
+        note=note,
+    )
 
 
 def run_job(

@@ -263,15 +263,17 @@ def attach_model_card(
     readme: str,
     description: str,
     verdict: QualityGateVerdict | None,
+    folder: str = MODEL_CARD_ARTIFACT,
 ) -> str:
-    """Upload `README.md` to the version's run, set its description and tags; returns the URI."""
+    """Upload `README.md` to the version's run (under `folder`: a second version of the same
+    run needs its own), set its description and tags; returns the URI."""
     with store.client() as client:
         run = client.get_run(registered.run_id)
-        uri = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_CARD_ARTIFACT}"
+        uri = f"{run.info.artifact_uri.rstrip('/')}/{folder}"
         with tempfile.TemporaryDirectory(prefix="tuneforge-card-") as tmp:
             card = Path(tmp) / "README.md"
             card.write_text(readme)
-            _put_files(store, client, registered.run_id, [card], uri, MODEL_CARD_ARTIFACT)
+            _put_files(store, client, registered.run_id, [card], uri, folder)
         version = str(registered.version)
         client.update_model_version(registered.name, version, description=description)
         client.set_model_version_tag(registered.name, version, MODEL_CARD_TAG, f"{uri}/README.md")

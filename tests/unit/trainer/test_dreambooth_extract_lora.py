@@ -100,6 +100,10 @@ def test_extracted_lora_is_close_to_the_full_fine_tune_registered_and_served(
     version = client.get_model_version(lora.name, str(lora.version))
     assert version.tags["tuneforge.extracted_from"] == f"db-extract-model/{full.version}"
     assert "extracted by SVD" in version.description
+    card = version.tags["tuneforge.model_card"]
+    assert card.endswith("/extracted_lora-model-card/README.md"), card
+    full_card = client.get_model_version(full.name, str(full.version)).tags["tuneforge.model_card"]
+    assert full_card.endswith("/model-card/README.md") and full_card != card
 
     # Served by hot-swap: the engine's image is plain diffusers' image of the same LoRA.
     registry = AdapterRegistry(settings)
