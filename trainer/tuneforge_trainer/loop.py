@@ -266,6 +266,7 @@ class _Trainer:
         if not self.world.is_main:
             self.context.report(metrics, None)
             return
+        final = step == self.spec.training.max_steps  # the export that is registered
         with tempfile.TemporaryDirectory(prefix="tuneforge-ckpt-") as tmp:
             directory = Path(tmp)
             write_checkpoint(
@@ -284,9 +285,9 @@ class _Trainer:
                 self.job,
                 self.plan.job_uid,
                 step,
-                final=step == self.spec.training.max_steps,
+                final=final,
             )
-            if step == self.spec.training.max_steps:
+            if final:
                 export_extracted_lora(
                     self.method, state, directory, self.job, self.plan.job_uid, step
                 )
