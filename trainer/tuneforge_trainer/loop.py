@@ -33,6 +33,7 @@ from tuneforge_trainer.context import WorkerContext
 from tuneforge_trainer.data import ExampleSource, instance_root, read_records
 from tuneforge_trainer.export import export_adapter, export_extracted_lora
 from tuneforge_trainer.methods import TrainingMethod, build_method
+from tuneforge_trainer.param_groups import build_adamw, gate_schedule
 from tuneforge_trainer.plan import WorkerPlan
 from tuneforge_trainer.progress import ProgressPrinter
 from tuneforge_trainer.strategies import TrainingStrategy, build_strategy
@@ -87,23 +88,30 @@ def build_sources(
     return instance, classes
 
 
-def make_lr_scheduler(job: FineTuneJob, optimizer: torch.optim.Optimizer, start: int) -> Any:
+def make_lr_scheduler(
+    job: FineTuneJob,
+    optimizer: torch.optim.Optimizer,
+    start: int,
+    group_starts: list[int] | None = None,
+) -> Any:
     """diffusers' `get_scheduler` with warm-up, starting at step `start` (a resume).
 
     Built with `last_epoch=start - 1`: the schedule starts where `start` steps left it without
     stepping the optimizer (an fp16 `GradScaler.step` before any scaled backward raises).
-    The optimizer's groups need `initial_lr` (see `mark_initial_lr`).
+    The optimizer's groups need `initial_lr` (see `mark_initial_lr`). `group_starts`: per
+    param group, the steps its learning rate stays 0 (`ParamGroup.starts_at_step`).
     """
     from diffusers.optimization import get_scheduler
 
     training = job.spec.training
-    return get_scheduler(
+    scheduler = get_scheduler(
         training.lr_scheduler.value,
         optimizer=optimizer,
         num_warmup_steps=training.lr_warmup_steps,
         num_training_steps=training.max_steps,
         last_epoch=start - 1,
     )
+    return gate_schedule(scheduler, group_starts or [0] * len(optimizer.param_groups))
 
 
 def mark_initial_lr(optimizer: torch.optim.Optimizer) -> None:
@@ -153,7 +161,10 @@ class _Trainer:
         if training.gradient_checkpointing:
             self.method.enable_gradient_checkpointing()
         model = self.method.denoiser()
-        self.trainable = self.method.trainable_names(model)
+        self.param_groups = self.method.param_groups(self.method.trainable_names(model))
+        # In group order: the optimizer numbers its parameters group by group, and its saved
+        # state names them by position in this list.
+        self.trainable = [name for group in self.param_groups for name in group.names]
         self.start_step = 0
         saved = None
         with self.context.latest_checkpoint() as directory:
@@ -179,7 +190,12 @@ class _Trainer:
             self.strategy.load_scaler_state(saved.loss_scaler)
             if saved.optimizer is not None:
                 self.strategy.load_optimizer_state(self.trainable, saved.optimizer)
-        self.lr_scheduler = make_lr_scheduler(self.job, self.strategy.optimizer, self.start_step)
+        self.lr_scheduler = make_lr_scheduler(
+            self.job,
+            self.strategy.optimizer,
+            self.start_step,
+            [group.starts_at_step for group in self.param_groups],
+        )
         self.instance, self.classes = build_sources(
             self.method, dataset_dir, class_dir, training.seed
         )
@@ -194,13 +210,8 @@ class _Trainer:
             )
 
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            params,
-            lr=self.spec.training.learning_rate,
-            betas=(0.9, 0.999),
-            weight_decay=self.method.weight_decay,
-            eps=1e-8,
-        )
+        """AdamW over the method's parameter groups (`params` in `self.trainable` order)."""
+        return build_adamw(self.param_groups, self.trainable, params)
 
     def run(self) -> WorkerOutcome:
         training = self.spec.training

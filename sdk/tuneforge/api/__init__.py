@@ -13,6 +13,7 @@ from tuneforge.api.evaluation import (
 )
 from tuneforge.api.job import FineTuneJob, ObjectMeta, dump_job, load_job, load_jobs
 from tuneforge.api.method_rules import Method
+from tuneforge.api.pivotal import PivotalSpec
 from tuneforge.api.spec import (
     BaseModelSpec,
     DatasetSpec,
@@ -67,6 +68,7 @@ __all__ = [
     "MlflowStatus",
     "ObjectMeta",
     "OutputSpec",
+    "PivotalSpec",
     "ProgressStatus",
     "PromoteIf",
     "QualityGateVerdict",

@@ -1,7 +1,8 @@
 """Each training method's spec rules, one class per method, in one place.
 
 A method's rules say which spec section only it reads (and whether that section must be
-set), whether its jobs train a LoRA (and so may carry `spec.lora`), and any rule of its own
+set), which other methods' sections it also reads (pivotal tuning: `textualInversion`),
+whether its jobs train a LoRA (and so may carry `spec.lora`), and any rule of its own
 (DreamBooth: prior preservation needs a class prompt). Every rule comes in the three forms
 its readers need, side by side:
 
@@ -28,6 +29,7 @@ class Method(str, Enum):
     LORA = "lora"
     DREAMBOOTH = "dreambooth"
     TEXTUAL_INVERSION = "textualInversion"
+    PIVOTAL = "pivotal"
 
 
 class FineTuneJobSpec(Protocol):
@@ -44,6 +46,18 @@ class FineTuneJobSpec(Protocol):
     @property
     def dreambooth(self) -> Any:
         """`spec.dreambooth` or None."""
+
+    @property
+    def textual_inversion(self) -> Any:
+        """`spec.textualInversion` or None."""
+
+    @property
+    def pivotal(self) -> Any:
+        """`spec.pivotal` or None."""
+
+    @property
+    def training(self) -> Any:
+        """`spec.training`."""
 
     @property
     def output(self) -> Any:
@@ -77,6 +91,9 @@ class MethodRules:
     """Python name of the spec section only this method reads (e.g. `dreambooth`)."""
     section_required: ClassVar[str | None] = None
     """When the section must be set: what to put in it (the fix in the error message)."""
+    shared_sections: ClassVar[dict[str, str]] = {}
+    """Sections another method owns that this method also reads and requires: Python name ->
+    what to put in it (pivotal tuning reads textual inversion's tokens)."""
     lora_schema: ClassVar[dict[str, Any] | None] = None
     """Schema branch under which this method's jobs train a LoRA (None: they never do)."""
     lora_doc: ClassVar[str | None] = None
@@ -101,10 +118,19 @@ class MethodRules:
     @classmethod
     def wire_section(cls) -> str | None:
         """The section's camelCase name."""
-        if cls.section is None:
-            return None
-        head, *rest = cls.section.split("_")
-        return head + "".join(part.title() for part in rest)
+        return None if cls.section is None else wire_name(cls.section)
+
+    def required_fix(self, section: str) -> str | None:
+        """What to put in `section` when this method requires it; None when it does not."""
+        if section == self.section:
+            return self.section_required
+        return self.shared_sections.get(section)
+
+
+def wire_name(section: str) -> str:
+    """A section's camelCase name (`textual_inversion` -> `textualInversion`)."""
+    head, *rest = section.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 class LoraRules(MethodRules):
@@ -224,20 +250,69 @@ class DreamBoothRules(MethodRules):
         ]
 
 
+TOKENS_REQUIRED = "set textualInversion.placeholderToken (e.g. '<my-concept>') and initializerToken"
+
+
 class TextualInversionRules(MethodRules):
     """`textualInversion`: its section is required; never a LoRA."""
 
     method = Method.TEXTUAL_INVERSION
     section = "textual_inversion"
-    section_required = (
-        "set textualInversion.placeholderToken (e.g. '<my-concept>') and initializerToken"
-    )
+    section_required = TOKENS_REQUIRED
+
+
+class PivotalRules(MethodRules):
+    """`pivotal`: new tokens (`textualInversion`, required) and a LoRA (`lora`, optional)
+    trained together; `pivotal` (optional) holds the embeddings' learning rate and warm-up."""
+
+    method = Method.PIVOTAL
+    section = "pivotal"
+    shared_sections = {"textual_inversion": TOKENS_REQUIRED}
+    lora_schema = method_is(Method.PIVOTAL)
+    lora_doc = "`method: pivotal`"
+
+    def trains_lora(self, spec: FineTuneJobSpec) -> bool:
+        """Always (with the new tokens)."""
+        return True
+
+    def own_errors(self, spec: FineTuneJobSpec) -> list[str]:
+        """An embeddings-only warm-up as long as the whole training leaves the LoRA untrained
+        (a comparison of two values: the models check it, the API server cannot)."""
+        pivotal = spec.pivotal
+        if pivotal is None or spec.method != Method.PIVOTAL:
+            return []
+        if pivotal.embedding_warmup_steps >= spec.training.max_steps:
+            return [
+                "spec.pivotal.embeddingWarmupSteps must be less than training.maxSteps (the "
+                "LoRA trains only after the warm-up): lower it, or raise maxSteps"
+            ]
+        return []
+
+    def own_docs(self) -> list[str]:
+        """The warm-up rule."""
+        return [
+            "`spec.pivotal.embeddingWarmupSteps` must be less than `spec.training.maxSteps` "
+            "(checked by the models and the admission webhook, not the CRD schema)."
+        ]
 
 
 METHOD_RULES: dict[Method, MethodRules] = {
-    rules.method: rules for rules in (LoraRules(), DreamBoothRules(), TextualInversionRules())
+    rules.method: rules
+    for rules in (LoraRules(), DreamBoothRules(), TextualInversionRules(), PivotalRules())
 }
 """The rules of every method, by method."""
+
+
+def section_readers(section: str) -> list[Method]:
+    """The methods that read `section`: its owner first, then those that share it."""
+    owners = [r.method for r in METHOD_RULES.values() if r.section == section]
+    sharers = [r.method for r in METHOD_RULES.values() if section in r.shared_sections]
+    return owners + sharers
+
+
+def owned_sections() -> list[str]:
+    """Every method's own section (Python names), in method order."""
+    return [r.section for r in METHOD_RULES.values() if r.section is not None]
 
 
 def rules_for(method: Method) -> MethodRules:
@@ -249,19 +324,17 @@ def method_errors(spec: FineTuneJobSpec) -> list[str]:
     """Every broken method rule of `spec`, as messages naming the field and the fix."""
     method = spec.method
     errors: list[str] = []
-    for rules in METHOD_RULES.values():
-        if rules.section is None:
-            continue
-        wire = rules.wire_section()
-        present = getattr(spec, rules.section) is not None
-        if method == rules.method and rules.section_required and not present:
+    for section in owned_sections():
+        wire = wire_name(section)
+        present = getattr(spec, section) is not None
+        readers = section_readers(section)
+        fix = rules_for(method).required_fix(section)
+        if fix and not present:
+            errors.append(f"spec.{wire} is required when method is {method.value}: {fix}")
+        if method not in readers and present:
+            allowed = " or ".join(reader.value for reader in readers)
             errors.append(
-                f"spec.{wire} is required when method is {rules.method.value}: "
-                f"{rules.section_required}"
-            )
-        if method != rules.method and present:
-            errors.append(
-                f"spec.{wire} is only used with method {rules.method.value} "
+                f"spec.{wire} is only used with method {allowed} "
                 f"(method is {method.value}): remove it or change the method"
             )
     if spec.lora is not None and not rules_for(method).trains_lora(spec):
@@ -284,16 +357,16 @@ def method_schema_rules() -> list[dict[str, Any]]:
     its allowed values.
     """
     rules_list: list[dict[str, Any]] = []
-    for rules in METHOD_RULES.values():
-        wire = rules.wire_section()
-        if wire is None:
-            continue
-        if rules.section_required:
-            others = [method for method in METHOD_RULES if method != rules.method]
-            rules_list.append(
-                {"anyOf": [{"required": [wire], **method_is(rules.method)}, method_is(*others)]}
-            )
-        rules_list.append({"anyOf": [absent(wire), method_is(rules.method)]})
+    for section in owned_sections():
+        wire = wire_name(section)
+        readers = section_readers(section)
+        for reader in readers:
+            if rules_for(reader).required_fix(section):
+                others = [method for method in METHOD_RULES if method != reader]
+                rules_list.append(
+                    {"anyOf": [{"required": [wire], **method_is(reader)}, method_is(*others)]}
+                )
+        rules_list.append({"anyOf": [absent(wire), method_is(*readers)]})
     lora_branches = [r.lora_schema for r in METHOD_RULES.values() if r.lora_schema is not None]
     rules_list.append({"anyOf": [absent("lora"), *lora_branches]})
     for rules in METHOD_RULES.values():
@@ -305,13 +378,16 @@ def method_schema_rules() -> list[dict[str, Any]]:
 def method_rule_docs() -> list[str]:
     """The method rules as sentences for the reference page."""
     docs: list[str] = []
-    for rules in METHOD_RULES.values():
-        wire = rules.wire_section()
-        if wire is None:
-            continue
-        if rules.section_required:
-            docs.append(f"`method: {rules.method.value}` requires `spec.{wire}`.")
-        docs.append(f"`spec.{wire}` is only allowed with `method: {rules.method.value}`.")
+    for section in owned_sections():
+        wire = wire_name(section)
+        readers = section_readers(section)
+        docs.extend(
+            f"`method: {reader.value}` requires `spec.{wire}`."
+            for reader in readers
+            if rules_for(reader).required_fix(section)
+        )
+        allowed = " or ".join(f"`method: {reader.value}`" for reader in readers)
+        docs.append(f"`spec.{wire}` is only allowed with {allowed}.")
     docs.append(f"`spec.lora` is only allowed with {_lora_methods_doc()}.")
     for rules in METHOD_RULES.values():
         docs.extend(rules.own_docs())

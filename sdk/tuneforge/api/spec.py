@@ -17,6 +17,7 @@ from tuneforge.api.base import ApiModel
 from tuneforge.api.dreambooth import DreamBoothSpec
 from tuneforge.api.evaluation import EvaluationSpec, PromoteIf
 from tuneforge.api.method_rules import Method, method_errors, rules_for
+from tuneforge.api.pivotal import PivotalSpec
 from tuneforge.contract import (
     DEFAULT_LORA_TARGETS,
     KOHYA_LORA_WEIGHTS,
@@ -146,7 +147,7 @@ class TrainingSpec(ApiModel):
 
 
 class LoraSpec(ApiModel):
-    """LoRA settings (method `lora`, or `dreambooth` with `exportLora`)."""
+    """LoRA settings (method `lora` or `pivotal`, or `dreambooth` with `exportLora`)."""
 
     rank: int = Field(default=4, ge=1, le=256)
     """LoRA rank r (at least 1)."""
@@ -183,7 +184,7 @@ class LoraSpec(ApiModel):
 
 
 class TextualInversionSpec(ApiModel):
-    """Textual inversion settings (method `textualInversion`)."""
+    """The new tokens learned by methods `textualInversion` and `pivotal`."""
 
     placeholder_token: str = Field(min_length=1, max_length=64, pattern=r"^\S+$")
     """New token learned for the concept, e.g. `<sks-cat>`; must not already be in the vocabulary."""
@@ -239,7 +240,7 @@ class OutputSpec(ApiModel):
     formats: list[AdapterFormat] = Field(
         default_factory=lambda: [AdapterFormat.DIFFUSERS], min_length=1, max_length=2
     )
-    """Layouts the registered adapter holds: `diffusers` (always listed; serving reads it) and optionally `kohya`, which adds `pytorch_lora_weights.kohya.safetensors` for A1111, ComfyUI and kohya-ss (only for a LoRA: method `lora`, or `dreambooth` with `exportLora`)."""
+    """Layouts the registered adapter holds: `diffusers` (always listed; serving reads it) and optionally `kohya`, which adds `pytorch_lora_weights.kohya.safetensors` for A1111, ComfyUI and kohya-ss (only for a LoRA: method `lora` or `pivotal`, or `dreambooth` with `exportLora`; a pivotal adapter's embeddings stay in `learned_embeds.safetensors`)."""
 
     @field_validator("formats")
     @classmethod
@@ -258,7 +259,7 @@ class FineTuneJobSpec(ApiModel):
     """What a FineTuneJob trains, on what data, with which resources."""
 
     method: Method
-    """Fine-tuning method: `lora`, `dreambooth` or `textualInversion`."""
+    """Fine-tuning method: `lora`, `dreambooth`, `textualInversion` or `pivotal` (new tokens and a LoRA together)."""
     base_model: BaseModelSpec = Field(default_factory=BaseModelSpec)
     """Base checkpoint (default: Stable Diffusion 1.5)."""
     dataset: DatasetSpec
@@ -270,7 +271,9 @@ class FineTuneJobSpec(ApiModel):
     dreambooth: DreamBoothSpec | None = None
     """DreamBooth settings; only with method `dreambooth`."""
     textual_inversion: TextualInversionSpec | None = None
-    """Textual inversion settings; required with method `textualInversion`."""
+    """The new tokens; required with methods `textualInversion` and `pivotal`."""
+    pivotal: PivotalSpec | None = None
+    """Pivotal tuning's embedding learning rate and embeddings-only warm-up; only with method `pivotal` (defaults when unset)."""
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     """Workers and strategy."""
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
@@ -327,7 +330,7 @@ def output_errors(spec: FineTuneJobSpec) -> list[str]:
         return [
             f"spec.output.formats lists kohya ({KOHYA_LORA_WEIGHTS}), a LoRA layout, but this "
             f"{spec.method.value} job trains no LoRA: remove kohya, or train a LoRA "
-            "(method lora, or dreambooth with exportLora: true)"
+            "(method lora or pivotal, or dreambooth with exportLora: true)"
         ]
     return []
 

@@ -5,6 +5,7 @@ from tuneforge.client.builders import (
     cpu_resources,
     dreambooth_job,
     lora_job,
+    pivotal_job,
     textual_inversion_job,
 )
 from tuneforge.client.client import Client
@@ -26,5 +27,6 @@ __all__ = [
     "job_state",
     "lora_job",
     "parse_progress_line",
+    "pivotal_job",
     "textual_inversion_job",
 ]

@@ -24,6 +24,7 @@ from tuneforge.api import (
     Method,
     ObjectMeta,
     OutputSpec,
+    PivotalSpec,
     ResourcesSpec,
     TextualInversionSpec,
     TrainingSpec,
@@ -215,5 +216,67 @@ def textual_inversion_job(
                 initializer_token=initializer_token,
                 num_vectors=num_vectors,
             )
+        },
+    )
+
+
+def pivotal_job(
+    name: str,
+    dataset: str | Path,
+    placeholder_token: str,
+    initializer_token: str,
+    *,
+    registered_model: str,
+    instance_prompt: str | None = None,
+    base_model: str | Path = DEFAULT_BASE_MODEL,
+    num_vectors: int = 1,
+    rank: int = 4,
+    alpha: float | None = None,
+    steps: int = 500,
+    learning_rate: float = 1e-4,
+    embedding_learning_rate: float | None = None,
+    embedding_warmup_steps: int = 0,
+    batch_size: int = 1,
+    resolution: int = 512,
+    seed: int = 0,
+    alias: str | None = None,
+    resources: ResourcesSpec | None = None,
+    validation_prompts: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> FineTuneJob:
+    """A pivotal-tuning job: `placeholder_token`'s embeddings and a LoRA trained together.
+
+    `learning_rate` is the LoRA's; `embedding_learning_rate` the new tokens' (unset: the
+    same); the first `embedding_warmup_steps` steps train only the embeddings. The prompt
+    defaults to `a photo of <token>`.
+    """
+    return _job(
+        name,
+        Method.PIVOTAL,
+        dataset=DatasetSpec(
+            uri=_uri(dataset),
+            instance_prompt=instance_prompt or f"a photo of {placeholder_token}",
+            resolution=resolution,
+        ),
+        base_model=base_model,
+        registered_model=registered_model,
+        alias=alias,
+        training=TrainingSpec(
+            max_steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed
+        ),
+        resources=resources,
+        validation_prompts=validation_prompts,
+        labels=labels,
+        extra_spec={
+            "textual_inversion": TextualInversionSpec(
+                placeholder_token=placeholder_token,
+                initializer_token=initializer_token,
+                num_vectors=num_vectors,
+            ),
+            "lora": LoraSpec(rank=rank, alpha=alpha),
+            "pivotal": PivotalSpec(
+                embedding_learning_rate=embedding_learning_rate,
+                embedding_warmup_steps=embedding_warmup_steps,
+            ),
         },
     )

@@ -28,7 +28,7 @@ from tuneforge.contract.names import (
 MANIFEST_FORMAT_VERSION: Final = 2
 _V1_ONLY_KEYS = ("rank", "alpha", "target_modules", "text_encoder_lora", "tokens")
 
-AdapterMethod = Literal["lora", "dreambooth", "textualInversion"]
+AdapterMethod = Literal["lora", "dreambooth", "textualInversion", "pivotal"]
 """The training method that produced an adapter."""
 
 
@@ -62,7 +62,7 @@ class AdapterManifest(_Strict):
     format_version: Literal[2] = MANIFEST_FORMAT_VERSION
     """Version of this manifest's format."""
     method: AdapterMethod
-    """`lora`, `dreambooth` or `textualInversion`."""
+    """`lora`, `dreambooth`, `textualInversion` or `pivotal` (a LoRA and embeddings: both files)."""
     base_model: str
     """URI of the base model the adapter was trained on."""
     base_model_fingerprint: str | None = None
@@ -128,6 +128,11 @@ class AdapterManifest(_Strict):
             raise ValueError(
                 f"manifest: format 'kohya' goes with {KOHYA_LORA_WEIGHTS} in files and a "
                 "'lora' section, and only then"
+            )
+        if self.method == "pivotal" and (self.lora is None or self.embeddings is None):
+            raise ValueError(
+                f"manifest: a pivotal adapter holds both {LORA_WEIGHTS} and {TI_EMBEDDINGS} "
+                "with their 'lora' and 'embeddings' sections"
             )
         if self.full_model and (self.lora is not None or self.method != "dreambooth"):
             raise ValueError("manifest: full_model is a DreamBooth fine-tune without LoRA")

@@ -232,11 +232,15 @@ def model_card(
     if grids:
         lines += ["", "## Images (base above, this version below)", ""]
         lines += [f"![{grid}](../{GRIDS_ARTIFACT}/{grid})" for grid in grids]
-    usage = (
-        "load_textual_inversion"
-        if manifest.embeddings and not manifest.lora
-        else "load_lora_weights"
-    )
+    loaders = [
+        loader
+        for loader, present in (
+            ("load_lora_weights", manifest.lora is not None),
+            ("load_textual_inversion", manifest.embeddings is not None),
+        )
+        if present
+    ]
+    usage = "` and `".join(loaders or ["load_lora_weights"])
     lines += [
         "",
         "## Use",

@@ -86,6 +86,22 @@ INVALID_CASES: list[InvalidCase] = [
         {"spec.textualInversion": _ti()},
     ),
     InvalidCase(
+        "pivotal-without-textual-inversion-section",
+        "spec.textualInversion",
+        {"spec.method": "pivotal"},
+    ),
+    InvalidCase(
+        "pivotal-section-with-lora-method",
+        "spec.pivotal",
+        {"spec.pivotal": {"embeddingWarmupSteps": 10}},
+    ),
+    InvalidCase(
+        "textual-inversion-section-with-dreambooth",
+        "spec.textualInversion",
+        {"spec.method": "dreambooth", "spec.textualInversion": _ti()},
+        unset=("spec.lora",),
+    ),
+    InvalidCase(
         "prior-preservation-without-class-prompt",
         "spec.dataset.classPrompt",
         {"spec.method": "dreambooth", "spec.dreambooth": {"priorPreservation": True}},
@@ -189,6 +205,15 @@ INVALID_CASES: list[InvalidCase] = [
         unset=("spec.lora",),
     ),
     InvalidCase(
+        "pivotal-embedding-learning-rate-0",
+        "spec.pivotal.embeddingLearningRate",
+        {
+            "spec.method": "pivotal",
+            "spec.textualInversion": _ti(),
+            "spec.pivotal": {"embeddingLearningRate": 0},
+        },
+    ),
+    InvalidCase(
         "guidance-scale-too-high",
         "spec.validation.guidanceScale",
         {"spec.validation": {"guidanceScale": 100}},
@@ -235,6 +260,15 @@ PYDANTIC_ONLY_CASES: list[InvalidCase] = [
         "warmup-longer-than-training",
         "spec.training.lrWarmupSteps",
         {"spec.training.lrWarmupSteps": 500},
+    ),
+    InvalidCase(
+        "pivotal-warmup-as-long-as-training",
+        "spec.pivotal.embeddingWarmupSteps",
+        {
+            "spec.method": "pivotal",
+            "spec.textualInversion": _ti(),
+            "spec.pivotal": {"embeddingWarmupSteps": 100},
+        },
     ),
 ]
 

@@ -77,8 +77,8 @@ def test_an_unknown_method_gets_one_message_naming_method_and_its_values() -> No
     with pytest.raises(ValidationError) as raised:
         FineTuneJob.model_validate(manifest)
     assert error_messages(raised.value, FineTuneJob) == [
-        "spec.method: 'hypernetwork' is not allowed: use one of 'lora', 'dreambooth' or "
-        "'textualInversion'"
+        "spec.method: 'hypernetwork' is not allowed: use one of 'lora', 'dreambooth', "
+        "'textualInversion' or 'pivotal'"
     ]
 
 

@@ -40,6 +40,7 @@ def test_every_method_has_rules() -> None:
         ("dreambooth", DreamBoothSpec(export_lora=False), False),
         ("dreambooth", DreamBoothSpec(export_lora=True), True),
         ("textualInversion", None, False),
+        ("pivotal", None, True),
     ],
 )
 def test_which_jobs_train_a_lora(

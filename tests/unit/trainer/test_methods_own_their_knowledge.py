@@ -28,6 +28,12 @@ def test_every_spec_method_has_its_training_method() -> None:
         ("dreambooth", {"dreambooth": {"trainTextEncoder": True}}, True, True),
         ("dreambooth", {"dreambooth": {"exportLora": True}}, False, False),
         ("textualInversion", {}, False, True),
+        (
+            "pivotal",
+            {"textualInversion": {"placeholderToken": "<t>", "initializerToken": "a"}},
+            False,
+            True,
+        ),
     ],
 )
 def test_the_method_says_what_it_trains(

@@ -7,10 +7,12 @@ from tuneforge_trainer.components import Components
 from tuneforge_trainer.methods.base import ExportedAdapter, TrainingMethod
 from tuneforge_trainer.methods.dreambooth import DreamBoothMethod
 from tuneforge_trainer.methods.lora import LoraMethod
+from tuneforge_trainer.methods.pivotal import PivotalMethod
 from tuneforge_trainer.methods.textual_inversion import TextualInversionMethod
 
 METHODS: dict[Method, type[TrainingMethod]] = {
-    method.method: method for method in (LoraMethod, DreamBoothMethod, TextualInversionMethod)
+    method.method: method
+    for method in (LoraMethod, DreamBoothMethod, TextualInversionMethod, PivotalMethod)
 }
 
 
@@ -29,6 +31,7 @@ __all__ = [
     "DreamBoothMethod",
     "ExportedAdapter",
     "LoraMethod",
+    "PivotalMethod",
     "TextualInversionMethod",
     "TrainingMethod",
     "build_method",

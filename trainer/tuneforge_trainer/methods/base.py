@@ -34,6 +34,22 @@ class ExportedAdapter:
     full_model: bool = False
 
 
+@dataclass(frozen=True)
+class ParamGroup:
+    """One optimizer parameter group: which trained parameters, at which learning rate."""
+
+    label: str
+    """What the group holds (e.g. `lora`, `embeddings`), for messages."""
+    names: list[str]
+    """Names (in the `Denoiser`) of the group's parameters."""
+    learning_rate: float
+    """Peak learning rate (the job's schedule scales it)."""
+    weight_decay: float
+    """AdamW weight decay."""
+    starts_at_step: int = 0
+    """Optimizer steps at the start during which the group's learning rate is 0."""
+
+
 class TrainingMethod(ABC):
     """Base of LoRA, DreamBooth and Textual Inversion."""
 
@@ -91,6 +107,13 @@ class TrainingMethod(ABC):
     def trainable_names(self, denoiser: Denoiser) -> list[str]:
         """Names (in `denoiser`) of the parameters this method trains."""
         return [name for name, param in denoiser.named_parameters() if param.requires_grad]
+
+    def param_groups(self, trainable: list[str]) -> list[ParamGroup]:
+        """The optimizer's parameter groups over `trainable` (default: one, at
+        `training.learningRate`). Every name is in exactly one group; the first group's
+        learning rate is the one logged."""
+        training = self.spec.training
+        return [ParamGroup("all", list(trainable), training.learning_rate, self.weight_decay)]
 
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for memory in the trained parts."""

@@ -158,9 +158,9 @@ class TrainingStrategy(ABC):
         self.precision.load_state(state)
 
     def trainable_parameters(self, names: list[str]) -> list[nn.Parameter]:
-        """The parameters of `names`, as the wrapped model holds them now."""
-        wanted = set(names)
-        return [param for name, param in self.unwrapped().named_parameters() if name in wanted]
+        """The parameters of `names`, in that order, as the wrapped model holds them now."""
+        named = dict(self.unwrapped().named_parameters())
+        return [named[name] for name in names]
 
 
 def select(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch.Tensor]:

@@ -95,6 +95,11 @@ class DeepSpeedStrategy(TrainingStrategy):
         skip_cpu_shared_memory_collectives()
         named = dict(model.named_parameters())
         optimizer = make_optimizer([named[name] for name in trainable])
+        # ZeRO flattens each param group; remember which names each group holds.
+        name_of = {id(named[name]): name for name in trainable}
+        self._group_names = [
+            [name_of[id(param)] for param in group["params"]] for group in optimizer.param_groups
+        ]
         config = deepspeed_config(
             self.world,
             self.training.batch_size,
@@ -160,8 +165,13 @@ class DeepSpeedStrategy(TrainingStrategy):
             state[name] = {"step": step.clone(), **moments}
         if not self.world.is_main:
             return {}
-        hyper = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
-        return {"state": state, "param_groups": [{**hyper, "params": list(names)}]}
+        groups = [
+            {**{k: v for k, v in group.items() if k != "params"}, "params": list(group_names)}
+            for group, group_names in zip(
+                self.optimizer.param_groups, self._group_names, strict=True
+            )
+        ]
+        return {"state": state, "param_groups": groups}
 
     def load_optimizer_state(self, names: list[str], state: OptimizerState) -> None:
         """Put the moments and the step count back into every rank's partitions."""
