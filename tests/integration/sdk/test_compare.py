@@ -1,14 +1,15 @@
 """`tuneforge compare` on two real trained jobs, and the page in a real headless browser.
 
 Two tiny LoRA jobs with `spec.evaluation` (2 prompts x 2 images, the tiny random CLIP and DINO
-evaluators built locally) run through embedded mode's runner (`run_in_foreground`: the
-trainer's entry point, the job record and its status) against the real services: the
-`mlflow server` whose artifacts live in S3 and the session's local Ray. One is compared by its
-job name, the other by its registered version. Checked: one image per grid cell, each cell the
-right row of what the trainer logged (pixel for pixel), the metrics table against MLflow's
-figures with the paper's rows, data: URIs only; then Debian's chromium (`--headless`, inside
-scripts/netns-run, no network) renders the page: the screenshot is not blank and every image
-decoded (`data-images-loaded="N/N"`), while a copy with one broken image reads `N-1/N`.
+evaluators built locally) run side by side through embedded mode's runner
+(`run_in_foreground`: the trainer's entry point, the job record and its status) against the
+real services: the `mlflow server` whose artifacts live in S3 and the session's local Ray.
+One is compared by its job name, the other by its registered version. Checked: one image per
+grid cell, each cell the right row of what the trainer logged (pixel for pixel), the metrics
+table against MLflow's figures with the paper's rows, data: URIs only; then Debian's chromium
+(`--headless`, inside scripts/netns-run, no network) renders the page: the screenshot is not
+blank and every image decoded (`data-images-loaded="N/N"`), while a copy with one broken image
+reads `N-1/N`.
 
 Run inside scripts/netns-run. Chromium: scripts/get-chromium.sh (or CHROMIUM_BIN).
 """
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,16 +114,27 @@ def compared(
     from tuneforge.assets.evaluators import cached_tiny_evaluators
     from tuneforge.cli.main import app
     from tuneforge.embedded.foreground import run_in_foreground
+    from tuneforge.registry.mlflow_store import MlflowStore, ensure_experiment
     from tuneforge.settings import Settings
 
     home = tmp_path_factory.mktemp("compare-home")
     settings = Settings().model_copy(update={"home": home, "backend": "local"})
     evaluators = cached_tiny_evaluators()
+    jobs = [
+        _job(name, tiny_model_dir, tiny_dataset_dir, rate, evaluators)
+        for name, rate in (("compare-fast", 5e-3), ("compare-slow", 1e-4))
+    ]
+    # The two trainer processes run side by side: each is single-threaded
+    # (OMP_NUM_THREADS=1) and much of a job is Ray Train starting up, so two at once take
+    # little longer than one on two cores. Each keeps its own record, MLflow run and model.
+    # The experiment is created first: two trainers creating it at once on a fresh server
+    # race (ensure_experiment: get, then create; the loser gets RESOURCE_ALREADY_EXISTS).
+    with MlflowStore(settings).client() as client:
+        ensure_experiment(client, settings)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        finished = list(pool.map(lambda job: run_in_foreground(job, settings), jobs))
     run_ids = []
-    for name, rate in (("compare-fast", 5e-3), ("compare-slow", 1e-4)):
-        job = run_in_foreground(
-            _job(name, tiny_model_dir, tiny_dataset_dir, rate, evaluators), settings
-        )
+    for name, job in zip(("compare-fast", "compare-slow"), finished, strict=True):
         mlflow = job.status.mlflow if job.status is not None else None
         if not (mlflow and mlflow.run_id and mlflow.model_version == "1"):
             log = home / "jobs" / name / "output.log"
