@@ -4,12 +4,22 @@ docs/sdk.md: every ```python runnable block, in order, in one namespace.
 docs/cli.md: every `$ tuneforge …` line of ```console runnable blocks, in order, through
 typer's runner (each must exit 0), after writing the ```yaml file=NAME blocks. Each
 document trains one tiny job (local Ray), so run inside scripts/netns-run.
+
+Each document runs in its own empty TUNEFORGE_HOME and working folder. The two trainings
+overlap: the SDK document's first block submits its job to the background, then the CLI
+document runs (its `tuneforge run` trains in the foreground), then the SDK document's other
+blocks wait for its job and go on. Each trainer is single-threaded, so on two cores two at
+once take little longer than one. What each document printed, raised or left behind is
+asserted by its own test below.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,6 +31,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```$", re.MULTILINE | re.DOTALL)
+UNSET = (
+    "TUNEFORGE_MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_URI",
+    "TUNEFORGE_RAY_ADDRESS",
+    "RAY_ADDRESS",
+)
 
 
 def blocks(document: Path, info: str) -> list[str]:
@@ -42,35 +58,40 @@ def files(document: Path) -> dict[str, str]:
     return found
 
 
-@pytest.fixture
-def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty TUNEFORGE_HOME, the embedded backend, and an empty working folder."""
-    for variable in (
-        "TUNEFORGE_MLFLOW_TRACKING_URI",
-        "MLFLOW_TRACKING_URI",
-        "TUNEFORGE_RAY_ADDRESS",
-        "RAY_ADDRESS",
-    ):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("TUNEFORGE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TUNEFORGE_BACKEND", "local")
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return tmp_path / "home"
+@dataclass
+class Ran:
+    """One document's run: its home, what it raised (if anything), and the CLI's outputs."""
+
+    home: Path
+    work: Path
+    error: BaseException | None = None  # raised again by the document's test
+    outputs: dict[str, str] = field(default_factory=dict)
+    code_blocks: int = 0
+    commands: int = 0
+
+    def enter(self, patch: pytest.MonkeyPatch) -> None:
+        """Make this document's home and working folder the current ones."""
+        patch.setenv("TUNEFORGE_HOME", str(self.home))
+        patch.chdir(self.work)
 
 
-def test_sdk_doc_examples_run(fresh_home: Path) -> None:
-    code = blocks(DOCS / "sdk.md", "python runnable")
-    assert len(code) >= 4
-    namespace: dict[str, object] = {"__name__": "docs_sdk"}
-    for index, block in enumerate(code):
-        exec(compile(block, f"docs/sdk.md[python runnable #{index}]", "exec"), namespace)
-    assert (fresh_home / "mlflow.db").is_file()
-    assert not (fresh_home / "jobs" / "docs-dog").exists()  # the last block deletes the job
+def _fresh(root: Path) -> Ran:
+    (root / "work").mkdir(parents=True)
+    return Ran(home=root / "home", work=root / "work")
 
 
-def test_cli_doc_examples_run(fresh_home: Path) -> None:
+def _sdk_step(ran: Ran, namespace: dict[str, object], code: list[str], indexes: range) -> None:
+    if ran.error is not None:
+        return
+    try:
+        for index in indexes:
+            block = code[index]
+            exec(compile(block, f"docs/sdk.md[python runnable #{index}]", "exec"), namespace)
+    except (Exception, SystemExit) as error:  # re-raised by test_sdk_doc_examples_run
+        ran.error = error
+
+
+def _cli(ran: Ran) -> None:
     document = DOCS / "cli.md"
     for name, text in files(document).items():
         Path(name).write_text(text)
@@ -80,13 +101,56 @@ def test_cli_doc_examples_run(fresh_home: Path) -> None:
         for line in block.splitlines()
         if line.startswith("$ tuneforge ")
     ]
-    assert len(commands) >= 10
+    ran.commands = len(commands)
     runner = CliRunner()
-    outputs = {}
     for command in commands:
         result = runner.invoke(app, shlex.split(command)[1:])
-        assert result.exit_code == 0, f"`{command}` exited {result.exit_code}:\n{result.output}"
-        outputs[command] = result.output
+        if result.exit_code != 0:
+            ran.error = AssertionError(f"`{command}` exited {result.exit_code}:\n{result.output}")
+            return
+        ran.outputs[command] = result.output
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ran]]:
+    """Both documents run, their trainings overlapping (see the module's docstring)."""
+    sdk = _fresh(tmp_path_factory.mktemp("docs-sdk"))
+    cli = _fresh(tmp_path_factory.mktemp("docs-cli"))
+    code = blocks(DOCS / "sdk.md", "python runnable")
+    sdk.code_blocks = len(code)
+    namespace: dict[str, object] = {"__name__": "docs_sdk"}
+    cwd = os.getcwd()
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in UNSET:
+            patch.delenv(variable, raising=False)
+        patch.setenv("TUNEFORGE_BACKEND", "local")
+        try:
+            sdk.enter(patch)
+            _sdk_step(sdk, namespace, code, range(min(1, len(code))))  # submits its job
+            cli.enter(patch)
+            _cli(cli)
+            sdk.enter(patch)
+            _sdk_step(sdk, namespace, code, range(1, len(code)))
+        finally:
+            os.chdir(cwd)
+    yield {"sdk": sdk, "cli": cli}
+
+
+def test_sdk_doc_examples_run(documents: dict[str, Ran]) -> None:
+    ran = documents["sdk"]
+    assert ran.code_blocks >= 4
+    if ran.error is not None:
+        raise ran.error
+    assert (ran.home / "mlflow.db").is_file()
+    assert not (ran.home / "jobs" / "docs-dog").exists()  # the last block deletes the job
+
+
+def test_cli_doc_examples_run(documents: dict[str, Ran]) -> None:
+    ran = documents["cli"]
+    assert ran.commands >= 10
+    if ran.error is not None:
+        raise ran.error
+    outputs = ran.outputs
     assert "succeeded → toy-lora version 1" in outputs["tuneforge run job.yaml"]
     assert outputs["tuneforge list -l team=docs -o name"] == "finetunejob/toy-lora\n"
     assert '"production": "1"' in outputs["tuneforge adapters -o json"]
