@@ -14,6 +14,8 @@ import pytest
 
 from tests.cluster.images import STALE_NOTICES, local_images, pause_image
 from tests.cluster.node_cluster import NodeCluster, start_node_cluster
+from tests.cluster.pod_services import services_for_pods
+from tests.fixtures.services import MlflowService
 
 _running: list[NodeCluster] = []
 _startup_lines: list[str] = []
@@ -34,6 +36,15 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
         left = cluster.stop()
         if left:
             raise AssertionError("the cluster's teardown left things behind:\n" + "\n".join(left))
+
+
+@pytest.fixture(scope="session")
+def pod_services(
+    node_cluster: NodeCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowService]:
+    """S3 and an `mlflow server` on the node's address with the tiny inputs (pod_services.py)."""
+    with services_for_pods(tmp_path_factory.mktemp("pod-services")) as mlflow:
+        yield mlflow
 
 
 @pytest.hookimpl(hookwrapper=True)

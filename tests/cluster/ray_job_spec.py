@@ -16,6 +16,10 @@ from tuneforge_operator.builder import build_rayjob
 
 JOB_UID = "5d0c6c1e-0000-4000-8000-000000000015"
 WORKERS = 2
+HEAD_MEMORY, WORKER_MEMORY = "3Gi", "2Gi"
+"""Memory of the head (GCS, the dashboard and its module processes, the job's driver) and of
+each worker (raylet, agents, one Ray Train worker with torch and the tiny model). At 1536Mi the
+head's container restarted while the submitted job ran."""
 POD_CPU_REQUEST = "300m"
 POD_CPU_LIMIT = "2"
 """CPU request and limit of each Ray container on this node (see `fit_cpu_to_node`)."""
@@ -29,7 +33,7 @@ def tiny_job(namespace: str, name: str = "tiny", **spec: Any) -> FineTuneJob:
         "output": {"registeredModel": "tiny-pods"},
         "training": {"maxSteps": 4, "batchSize": 1},
         "resources": {"workers": WORKERS, "gpusPerWorker": 0, "cpusPerWorker": 1,
-                      "memoryPerWorker": "1536Mi"},
+                      "memoryPerWorker": WORKER_MEMORY},
     }  # fmt: skip
     body.update(spec)
     return FineTuneJob.model_validate(
@@ -42,13 +46,29 @@ def tiny_job(namespace: str, name: str = "tiny", **spec: Any) -> FineTuneJob:
     )
 
 
+def s3_job_spec(registered_model: str, **training: Any) -> dict[str, Any]:
+    """`spec` fields of a tiny LoRA job that reads its inputs from the tier's S3
+    (tests/cluster/pod_services.py) and registers `registered_model`; `training` overrides."""
+    from tests.cluster.pod_services import DATASET_URI, MODEL_URI
+
+    return {
+        "baseModel": {"uri": MODEL_URI},
+        "dataset": {"uri": DATASET_URI, "instancePrompt": "a photo of sks toy", "resolution": 64},
+        "training": {"maxSteps": 4, "batchSize": 1, "learningRate": 0.01, "seed": 0,
+                     "mixedPrecision": "no", "checkpointEverySteps": 2, **training},
+        "lora": {"rank": 4, "alpha": 4},
+        "output": {"registeredModel": registered_model, "alias": "candidate"},
+        "backoffLimit": 0,
+    }  # fmt: skip
+
+
 def tiny_runtime(image: str, **overrides: Any) -> TrainingRuntime:
     """A runtime for the local trainer image: small head, small disk, no telemetry."""
     data: dict[str, Any] = {
         "image": image,
         "imagePullPolicy": "Never",
         "rayVersion": "2.60.0",
-        "head": {"cpu": "300m", "memory": "1536Mi"},
+        "head": {"cpu": "300m", "memory": HEAD_MEMORY},
         "shmSize": "256Mi",
         "ephemeralStorage": {"request": "1Gi", "limit": "4Gi"},
         "modelCache": {"sizeLimit": "2Gi"},

@@ -173,10 +173,17 @@ def ray_pods_report(cluster: NodeCluster, pods: list[dict[str, Any]]) -> str:
     parts = []
     for pod in pods:
         name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
-        restarts = [c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", [])]
+        statuses = pod["status"].get("containerStatuses", [])
+        restarts = [c.get("restartCount", 0) for c in statuses]
+        ended = [
+            {k: t.get(k) for k in ("reason", "exitCode", "finishedAt")}
+            for c in statuses
+            if (t := (c.get("lastState") or {}).get("terminated"))
+        ]  # the reason says OOMKilled when the memory limit ended the container
         previous = pod_log(cluster, namespace, name, previous=True)[-2000:] if any(restarts) else ""
         parts.append(
-            f"=== {name} restarts={restarts}\n{previous}\n{ray_session_logs(cluster, pod, 1500)}"
+            f"=== {name} restarts={restarts} last ended={ended}\n{previous}\n"
+            f"{ray_session_logs(cluster, pod, 1500)}"
         )
     return "\n".join(parts)
 
