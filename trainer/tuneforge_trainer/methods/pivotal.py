@@ -18,14 +18,29 @@ from typing import Any
 
 import torch
 
-from tuneforge.api import FineTuneJobSpec, LoraSpec, Method, PivotalSpec, TextualInversionSpec
+from tuneforge.api import (
+    FineTuneJobSpec,
+    LoraSpec,
+    Method,
+    PivotalSpec,
+    Strategy,
+    TextualInversionSpec,
+)
 from tuneforge.contract import LORA_WEIGHTS, TI_EMBEDDINGS
+from tuneforge_trainer.errors import InvalidTrainingInput
 from tuneforge_trainer.methods.base import ExportedAdapter, ParamGroup, TrainingMethod
 from tuneforge_trainer.methods.lora_part import LoraPart, check_lora_targets
 from tuneforge_trainer.methods.token_part import TokenPart, check_new_tokens, is_vectors_name
 
 LORA_WEIGHT_DECAY = 1e-2
 """AdamW weight decay of the LoRA group (the `lora` method's); the embeddings have none."""
+DEEPSPEED_REFUSAL = (
+    "spec.resources.strategy: deepspeed is not supported with method pivotal: with pivotal "
+    "tuning's two optimizer groups (LoRA and embeddings), gathering the AdamW state for a "
+    "checkpoint fails under DeepSpeed ZeRO-2 ('exp_avg not found in optimizer state "
+    "fragment'), so the job could not checkpoint or resume; use strategy ddp or fsdp"
+)
+"""Why preflight refuses DeepSpeed (measured in-process; not silently replaced by DDP)."""
 
 
 class PivotalMethod(TrainingMethod):
@@ -62,8 +77,10 @@ class PivotalMethod(TrainingMethod):
 
     @classmethod
     def preflight(cls, spec: FineTuneJobSpec, model_dir: Path) -> None:
-        """The placeholder tokens are new, the initializer is one token, the LoRA's target
-        modules exist in the UNet."""
+        """Not under DeepSpeed (`DEEPSPEED_REFUSAL`); the placeholder tokens are new, the
+        initializer is one token, the LoRA's target modules exist in the UNet."""
+        if spec.resources.strategy == Strategy.DEEPSPEED:
+            raise InvalidTrainingInput(DEEPSPEED_REFUSAL)
         check_new_tokens(spec, model_dir)
         check_lora_targets(spec.lora or LoraSpec(), model_dir)
 
@@ -73,7 +90,9 @@ class PivotalMethod(TrainingMethod):
         return True
 
     def prepare(self) -> None:
-        """Add the tokens (new embedding rows), then the LoRA layers."""
+        """Add the tokens (new embedding rows), then the LoRA layers (not under DeepSpeed)."""
+        if self.spec.resources.strategy == Strategy.DEEPSPEED:
+            raise ValueError(DEEPSPEED_REFUSAL)
         self.tokens.prepare(self.components)
         self.part.prepare(self.components)
 
