@@ -25,7 +25,7 @@ POD_CPU_LIMIT = "2"
 """CPU request and limit of each Ray container on this node (see `fit_cpu_to_node`)."""
 
 
-def tiny_job(namespace: str, name: str = "tiny", **spec: Any) -> FineTuneJob:
+def tiny_job(namespace: str, name: str = "tiny", uid: str = JOB_UID, **spec: Any) -> FineTuneJob:
     """A two-worker CPU LoRA job with the smallest resources the API allows."""
     body: dict[str, Any] = {
         "method": "lora",
@@ -40,7 +40,7 @@ def tiny_job(namespace: str, name: str = "tiny", **spec: Any) -> FineTuneJob:
         {
             "apiVersion": "tuneforge.io/v1alpha1",
             "kind": "FineTuneJob",
-            "metadata": {"name": name, "namespace": namespace, "uid": JOB_UID, "generation": 1},
+            "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 1},
             "spec": body,
         }
     )

@@ -14,126 +14,31 @@ the Secrets named by `s3SecretRef` and `mlflowSecretRef`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cluster.kuberay_rayjob_pods import PodsRayJobStandIn
 from tests.cluster.node_cluster import NodeCluster
-from tests.cluster.ray_job_spec import WORKERS, s3_job_spec, tiny_job, tiny_runtime
-from tests.cluster.ray_pods import pods_memory_mb, ray_pods_report, trainer_image
+from tests.cluster.pod_jobs import PodJob, pod_job_run
+from tests.cluster.ray_job_spec import WORKERS, s3_job_spec, tiny_job
 from tests.fixtures.services import MlflowService
-from tuneforge_operator.builder import build_rayjob
+from tuneforge.api import FineTuneJob
 
 pytestmark = pytest.mark.cluster
 
 REGISTERED_MODEL = "tiny-pods"
-READY_TIMEOUT_S = 420
-TRAINING_TIMEOUT_S = 900
-S3_SECRET, MLFLOW_SECRET = "pods-s3", "pods-mlflow"
-
-
-@dataclass
-class PodJob:
-    """The finished RayJob: its status, the submitter's log, where its workers ran."""
-
-    namespace: str
-    rayjob: dict[str, Any]
-    submitter_log: str
-    worker_ips: list[str]
-    transitions: list[tuple[str, str, str]]
-    seconds: float
-
-    @property
-    def status(self) -> dict[str, Any]:
-        return dict(self.rayjob.get("status") or {})
-
-    @property
-    def succeeded(self) -> bool:
-        return (self.status.get("jobDeploymentStatus"), self.status.get("jobStatus")) == (
-            "Complete", "SUCCEEDED",
-        )  # fmt: skip
-
-
-def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name}, "stringData": data}  # fmt: skip
-
-
-def _rayjob(namespace: str, image: str, mlflow: MlflowService) -> dict[str, Any]:
-    """The operator's RayJob of the tiny job, with the chart's endpoint env and Secrets."""
-    s3 = mlflow.s3
-    job = tiny_job(namespace, **s3_job_spec(REGISTERED_MODEL))
-    runtime = tiny_runtime(image)
-    env = {**runtime.env, "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
-           "TUNEFORGE_S3_ENDPOINT": s3.url, "MLFLOW_S3_ENDPOINT_URL": s3.url,
-           "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-    runtime = tiny_runtime(image, env=env, s3SecretRef=S3_SECRET, mlflowSecretRef=MLFLOW_SECRET)
-    return build_rayjob(job, runtime)
-
-
-def _run_to_the_end(
-    node_cluster: NodeCluster, standin: PodsRayJobStandIn, name: str
-) -> tuple[dict[str, Any], list[str]]:
-    """The RayJob once Complete or Failed, and the IPs its worker pods had."""
-    deadline = time.monotonic() + READY_TIMEOUT_S + TRAINING_TIMEOUT_S
-    path = f"/apis/ray.io/v1/namespaces/{standin.namespace}/rayjobs/{name}"
-    worker_ips: set[str] = set()
-    while True:
-        rayjob = node_cluster.kube.request("GET", path).body
-        cluster = standin.clusters.get(name)
-        if cluster is not None:
-            worker_ips |= {p["status"]["podIP"] for p in cluster.pods("worker")
-                           if p["status"].get("podIP")}  # fmt: skip
-        if (rayjob.get("status") or {}).get("jobDeploymentStatus") in ("Complete", "Failed"):
-            return rayjob, sorted(worker_ips)
-        assert time.monotonic() < deadline, (
-            f"RayJob {name} not finished: {rayjob.get('status')}\n{standin.transitions}\n"
-            f"{standin.entrypoint_log(name)[-6000:]}\n"
-            + (ray_pods_report(node_cluster, cluster.pods()) if cluster else "")
-        )
-        time.sleep(3)
 
 
 @pytest.fixture(scope="module")
 def pod_job(node_cluster: NodeCluster, pod_services: MlflowService) -> Iterator[PodJob]:
     """The tiny job's RayJob run to its end by the RayJob stand-in on real Ray pods."""
-    image = trainer_image(node_cluster)
-    kube = node_cluster.kube
-    namespace = kube.create_namespace("rayjob")
-    s3 = pod_services.s3
-    for name, data in (
-        (S3_SECRET, {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}),
-        (MLFLOW_SECRET, {}),
-    ):
-        created = kube.request(
-            "POST", f"/api/v1/namespaces/{namespace}/secrets", _secret(name, data)
-        )
-        assert created.status == 201, created.body
-    rayjob = _rayjob(namespace, image.reference, pod_services)
-    rayjob["metadata"]["ownerReferences"] = []  # no FineTuneJob object in this test
-    created = kube.request("POST", f"/apis/ray.io/v1/namespaces/{namespace}/rayjobs", rayjob)
-    assert created.status == 201, created.body
-    name = rayjob["metadata"]["name"]
-    standin = PodsRayJobStandIn(kube, namespace).start()
-    started = time.monotonic()
-    try:
-        finished, worker_ips = _run_to_the_end(node_cluster, standin, name)
-        seconds = time.monotonic() - started
-        print(f"RayJob {finished['status'].get('jobDeploymentStatus')} after {seconds:.0f} s; "
-              f"pods use {pods_memory_mb(node_cluster)} MB")  # fmt: skip
-        log = standin.entrypoint_log(name)
-        cluster = standin.clusters.get(name)
-        if finished["status"].get("jobStatus") != "SUCCEEDED" and cluster is not None:
-            log += "\n" + ray_pods_report(node_cluster, cluster.pods())
-        yield PodJob(namespace, finished, log, worker_ips, list(standin.transitions), seconds)
-    finally:
-        standin.stop()
-        kube.delete_namespace(namespace)
+
+    def job_for(namespace: str) -> FineTuneJob:
+        return tiny_job(namespace, **s3_job_spec(REGISTERED_MODEL))
+
+    with pod_job_run(node_cluster, pod_services, job_for) as finished:
+        yield finished
 
 
 def test_the_submitter_job_trains_the_tiny_lora_on_the_two_worker_pods(pod_job: PodJob) -> None:
