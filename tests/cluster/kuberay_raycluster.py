@@ -29,10 +29,9 @@ with the same names, labels, env and `ray start` commands, so the pod templates 
 - KubeRay's readiness/liveness probes (`wget` of the dashboard agent's
   `/api/local_raylet_healthz` on 52365, the head also the dashboard's `/api/gcs_healthz`).
 
-Two knobs, both on by default as in KubeRay: `inject_probes` is KubeRay's own
-`ENABLE_PROBES_INJECTION` operator setting; `login_shell=False` runs `bash -c` instead of
-KubeRay's `bash -lc` and exists ONLY because the trainer image loses its venv in a login
-shell (docs/pods.md, "What real Ray pods found"); it goes once the image is fixed.
+`inject_probes` is KubeRay's own `ENABLE_PROBES_INJECTION` operator setting (on by default,
+as in KubeRay). The Ray containers always run under KubeRay's `bash -lc`: the images keep their
+venv first on PATH in a login shell (docs/pods.md, "What real Ray pods found").
 
 Not done (yet): autoscaling, GCS fault tolerance, suspend, RayJob status; `reconcile` creates
 missing workers when called (KubeRay re-creates deleted worker pods).
@@ -171,7 +170,7 @@ def _probe(node_type: str, failure_threshold: int) -> dict[str, Any]:
 
 def build_pod(
     cluster: str, namespace: str, node_type: str, group: str, group_spec: dict[str, Any],
-    auth: bool, *, login_shell: bool = True, inject_probes: bool = True,
+    auth: bool, *, inject_probes: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """The pod KubeRay creates for one head or worker of `group_spec` (see module docstring)."""
     template = copy.deepcopy(group_spec["template"])
@@ -200,7 +199,7 @@ def build_pod(
         node_type, group_spec.get("rayStartParams") or {}, resources.get("limits", {}),
         f"{fqdn}:{GCS_PORT}",
     )  # fmt: skip
-    container["command"] = ["/bin/bash", "-lc" if login_shell else "-c", "--"]
+    container["command"] = ["/bin/bash", "-lc", "--"]
     container["args"] = [f"ulimit -n 65536; {start}"]
     container["env"] = [
         *container.get("env", []),
@@ -209,10 +208,6 @@ def build_pod(
     if inject_probes:
         container.setdefault("readinessProbe", _probe(node_type, 10))
         container.setdefault("livenessProbe", _probe(node_type, 120))
-    if not login_shell:
-        for init in spec.get("initContainers", []):
-            if init["name"] == "wait-gcs-ready":
-                init["command"] = ["/bin/bash", "-c", "--"]
     prefix = f"{cluster}-head-" if node_type == "head" else f"{cluster}-{group}-worker-"
     metadata = {
         "generateName": prefix,
@@ -282,15 +277,13 @@ class RayClusterStandIn:
     namespace: str
     name: str
     spec: dict[str, Any]
-    login_shell: bool = True
-    """KubeRay's `bash -lc`; False only for images that lose their PATH in a login shell."""
     inject_probes: bool = True
     """KubeRay's ENABLE_PROBES_INJECTION (default true)."""
 
     def _pod(self, node_type: str, group: str, group_spec: dict[str, Any]) -> dict[str, Any]:
         return build_pod(
             self.name, self.namespace, node_type, group, group_spec, self.auth,
-            login_shell=self.login_shell, inject_probes=self.inject_probes,
+            inject_probes=self.inject_probes,
         )  # fmt: skip
 
     @property

@@ -7,13 +7,13 @@ deadlines) with outcome "execute" carried out the way KubeRay does on a cluster:
 - at Initializing it creates the job's RayCluster (kuberay_raycluster.py: the head, its Service
   and the workers from `spec.rayClusterSpec`), and stays Initializing until every Ray pod is
   Running and ready and the head's dashboard answers `/api/gcs_healthz` (what KubeRay's
-  injected readiness probe of the head checks; the probes themselves are off on this node);
+  injected readiness probe of the head checks, asked once more before submitting);
 - then the submitter Job (kuberay_submitter.py) runs KubeRay's `ray job submit` against the
   head's dashboard; the RayJob ends Complete/SUCCEEDED or Failed/FAILED with that Job;
 - while a job runs, deleted worker pods are re-created (KubeRay's RayCluster reconcile);
 - suspending or failing the RayJob, or `stop()`, deletes the submitter Job and the cluster.
 
-The test node's deviations (`fit_cpu_to_node`, no login shell, no probes) are applied where
+The test node's one deviation (`fit_cpu_to_node`, the pods' CPU requests) is applied where
 the pods are made and explained in ray_job_spec.py and test_ray_cluster_pods.py.
 """
 
@@ -49,9 +49,7 @@ class PodsRayJobStandIn(KubeRayStandIn):
 
     def _create_cluster(self, rayjob: dict[str, Any], cluster: str) -> None:
         spec = fit_cpu_to_node(rayjob["spec"]["rayClusterSpec"])
-        standin = RayClusterStandIn(
-            self.kube, self.namespace, cluster, spec, login_shell=False, inject_probes=False
-        )
+        standin = RayClusterStandIn(self.kube, self.namespace, cluster, spec)
         self.clusters[rayjob["metadata"]["name"]] = standin
         standin.create()
 

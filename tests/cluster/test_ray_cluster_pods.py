@@ -43,14 +43,7 @@ def ray_cluster(node_cluster: NodeCluster) -> Iterator[RayClusterStandIn]:
     assert created.status == 201, created.body  # KubeRay's own CRD keeps every field
     spec = fit_cpu_to_node(created.body["spec"]["rayClusterSpec"])
     name = f"{rayjob['metadata']['name']}-raycluster-{secrets.token_hex(3)[:5]}"
-    # Two KubeRay behaviours stay off here (docs/pods.md, "What real Ray pods found"). The image
-    # findings behind them are fixed (test_trainer_image_kuberay.py checks the built image), but
-    # with them on, the rebuilt image's workers ran `ray start` under `bash -lc` and then their
-    # raylets aborted after ~30 s waiting for the dashboard agent's metrics port file (the full
-    # ray[default] agent starting on a 2-core node under load); making that wait fit is next.
-    standin = RayClusterStandIn(
-        node_cluster.kube, namespace, name, spec, login_shell=False, inject_probes=False
-    )
+    standin = RayClusterStandIn(node_cluster.kube, namespace, name, spec)
     started = time.monotonic()
     standin.create()
     try:
