@@ -1,29 +1,29 @@
 """The embedded journey with the real trainer entry point, local Ray and the SQLite MLflow store.
 
-One `tuneforge run` as a real subprocess (the CLI's own process, progress bar included), then
-the SDK's local backend on the same state directory: a background job followed with `wait`
-and `logs`, the registry through `adapters`/`promote`, a failing job, and `delete`.
-Run inside scripts/netns-run (Ray starts).
+One `tuneforge run` as a real subprocess (the CLI's own process, progress bar included): the
+one docs/cli.md runs (`tuneforge run job.yaml`, job `toy-lora`, run once per session by the
+`documents` fixture in conftest.py, which also ran the document's other commands: its
+`promote toy-lora 1 production` included). Then the SDK's local backend on the same state
+directory: a background job followed with `wait` and `logs`, the registry through
+`adapters`/`promote`, a failing job, and `delete`. Run inside scripts/netns-run (Ray starts).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration.sdk.conftest import Ran
 from tuneforge.client import Client, JobProgress, JobState, cpu_resources, lora_job
 from tuneforge.errors import AdapterNotFoundError, JobFailedError, JobNotFoundError
 from tuneforge.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TUNEFORGE = str(Path(sys.executable).parent / "tuneforge")
+RUN = "tuneforge run job.yaml"
+"""The documented command; its job is `toy-lora` (registered model toy-lora, alias candidate)."""
 
 
 def _job(name: str, model_dir: Path, dataset_dir: Path, steps: int = 4, **extra: object):  # type: ignore[no-untyped-def]
@@ -43,45 +43,32 @@ def _job(name: str, model_dir: Path, dataset_dir: Path, steps: int = 4, **extra:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh TUNEFORGE_HOME for this module."""
-    return tmp_path_factory.mktemp("tuneforge-home")
-
-
-@pytest.fixture(scope="module")
-def cli_run(
-    home: Path, tiny_model_dir: Path, tiny_dataset_dir: Path
-) -> Iterator[subprocess.CompletedProcess[str]]:
-    """`tuneforge run job.yaml` as a real subprocess on the tiny assets."""
-    job_file = home.parent / "job.yaml"
-    manifest = _job("cli-job", tiny_model_dir, tiny_dataset_dir, alias="candidate").to_manifest()
-    job_file.write_text(yaml.safe_dump(manifest))
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TUNEFORGE_", "MLFLOW_TRACKING"))
-    }
-    env.update({"TUNEFORGE_HOME": str(home), "COLUMNS": "120"})
-    yield subprocess.run(
-        [TUNEFORGE, "run", str(job_file)], env=env, capture_output=True, text=True, timeout=600
-    )
+def cli(documents: dict[str, Ran]) -> Ran:
+    """docs/cli.md's run: its `tuneforge run` process and its home."""
+    ran = documents["cli"]
+    assert RUN in ran.processes, f"docs/cli.md did not get to `{RUN}`: {ran.error}"
+    return ran
 
 
 @pytest.fixture
-def client(home: Path, cli_run: subprocess.CompletedProcess[str]) -> Client:
+def client(cli: Ran) -> Client:
     """An SDK client on the embedded backend, sharing the CLI run's state."""
-    return Client(Settings(home=home, backend="local", mlflow_tracking_uri=None, ray_address=None))
+    return Client(
+        Settings(home=cli.home, backend="local", mlflow_tracking_uri=None, ray_address=None)
+    )
 
 
-def test_cli_run_trains_registers_and_reports(
-    cli_run: subprocess.CompletedProcess[str], home: Path
-) -> None:
-    assert cli_run.returncode == 0, cli_run.stdout + cli_run.stderr
-    assert "finetunejob/cli-job succeeded → toy-lora version 1" in cli_run.stdout
-    assert "4/4" in cli_run.stderr  # the progress bar reached the last step
-    record = Client(Settings(home=home, backend="local")).get("cli-job")
+def test_cli_run_trains_registers_and_reports(cli: Ran) -> None:
+    run = cli.processes[RUN]
+    assert run.returncode == 0, run.stdout + run.stderr
+    steps = yaml.safe_load((cli.work / "job.yaml").read_text())["spec"]["training"]["maxSteps"]
+    assert "finetunejob/toy-lora succeeded → toy-lora version 1" in run.stdout
+    assert f"{steps}/{steps}" in run.stderr  # the progress bar reached the last step
+    record = Client(Settings(home=cli.home, backend="local")).get("toy-lora")
     assert record.status is not None and record.status.progress is not None
-    assert (record.status.progress.step, record.status.progress.total_steps) == (4, 4)
+    assert (record.status.progress.step, record.status.progress.total_steps) == (steps, steps)
     assert record.status.mlflow is not None and record.status.mlflow.model_version == "1"
-    assert (home / "mlflow.db").is_file() and any((home / "artifacts").iterdir())
+    assert (cli.home / "mlflow.db").is_file() and any((cli.home / "artifacts").iterdir())
 
 
 def test_submit_wait_logs_adapters_promote_and_delete(
@@ -106,7 +93,8 @@ def test_submit_wait_logs_adapters_promote_and_delete(
 
     (toy,) = [a for a in client.adapters() if a.name == "toy-lora"]
     assert [v.version for v in toy.versions] == ["2", "1"]
-    assert toy.aliases == {"candidate": "1"}
+    # The document registered version 1 as `candidate` and promoted it to `production`.
+    assert toy.aliases == {"candidate": "1", "production": "1"}
     client.promote("toy-lora", 2, "production")
     (toy,) = [a for a in client.adapters() if a.name == "toy-lora"]
     assert toy.aliases == {"candidate": "1", "production": "2"}
