@@ -15,12 +15,6 @@ from tuneforge.assets.tiny_dataset import (
     tiny_dataset_info,
 )
 from tuneforge.assets.tiny_model import TINY_MODEL_VERSION, build_tiny_model, tiny_model_info
-from tuneforge.assets.tiny_pretrained import (
-    DEFAULT_STEPS,
-    PRETRAINED_KIND,
-    TINY_PRETRAINED_VERSION,
-    build_tiny_pretrained,
-)
 from tuneforge.settings import Settings
 
 CACHE_ENV = "TUNEFORGE_ASSETS_CACHE"
@@ -43,35 +37,6 @@ def cached_tiny_model(seed: int = 0, cache_dir: Path | None = None) -> Path:
         build_tiny_model(target, seed=seed, overwrite=target.exists())
     except FileExistsError:
         if tiny_model_info(target) is None:
-            raise
-    return target
-
-
-def cached_tiny_pretrained(
-    seed: int = 0, steps: int = DEFAULT_STEPS, cache_dir: Path | None = None
-) -> Path:
-    """The demo's base: the tiny model pretrained on generic shapes, built on first use.
-
-    `tiny-pretrained-v<N>-s<steps>-seed<seed>`; the first build trains for a minute or two
-    (docs/assets.md has the measured time). See `tuneforge.assets.tiny_pretrained`.
-    """
-    name = f"tiny-pretrained-v{TINY_PRETRAINED_VERSION}-s{steps}-seed{seed}"
-    target = (cache_dir or assets_cache_dir()) / name
-
-    def valid() -> bool:
-        info = tiny_model_info(target)
-        return (
-            info is not None
-            and info.get("kind") == PRETRAINED_KIND
-            and info.get("builder_version") == TINY_PRETRAINED_VERSION
-        )
-
-    if valid():
-        return target
-    try:
-        build_tiny_pretrained(target, seed=seed, steps=steps, overwrite=target.exists())
-    except FileExistsError:
-        if not valid():
             raise
     return target
 
