@@ -338,6 +338,32 @@ def test_embedded_store_keeps_artifacts_under_home_and_leaves_the_environment_al
     assert not (tmp_path / "mlruns").exists()
 
 
+class _LateLookup:
+    """A real MLflow client whose first lookup by name misses: the moment in which another job
+    starting at the same time creates the experiment (the race of two concurrent trainers)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self._missed = client, False
+
+    def get_experiment_by_name(self, name: str) -> Any:
+        if not self._missed:
+            self._missed = True
+            return None
+        return self._client.get_experiment_by_name(name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._client, attribute)
+
+
+def test_an_experiment_created_by_a_concurrent_job_is_found_not_an_error(
+    registry: AdapterRegistry,
+) -> None:
+    with registry.store.client() as client:
+        created = ensure_experiment(client, registry.settings, "created-concurrently")
+        found = ensure_experiment(_LateLookup(client), registry.settings, "created-concurrently")
+    assert found == created
+
+
 def test_a_configured_server_gets_no_local_artifact_location(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, mlflow_tracking_uri="http://127.0.0.1:5000")
     assert experiment_artifact_location(settings, "tuneforge") is None

@@ -86,15 +86,26 @@ def experiment_artifact_location(settings: Settings, experiment: str) -> str | N
 
 def ensure_experiment(client: Any, settings: Settings, name: str | None = None) -> str:
     """The id of experiment `name` (default `Settings.mlflow_experiment`), created if missing."""
+    from mlflow.exceptions import MlflowException
+
     name = name or settings.mlflow_experiment
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    return str(
-        client.create_experiment(
-            name, artifact_location=experiment_artifact_location(settings, name)
+    try:
+        return str(
+            client.create_experiment(
+                name, artifact_location=experiment_artifact_location(settings, name)
+            )
         )
-    )
+    except MlflowException as error:
+        # Two jobs starting together against a fresh server: the other one created it first.
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 class MlflowStore:

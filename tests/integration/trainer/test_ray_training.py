@@ -10,6 +10,7 @@ and the registered files (fetched back from the registry) load into a plain
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -273,6 +274,16 @@ def _registered_checkpoint(client: Any, prefix: str) -> bool:
     return snapshot.get("latest_checkpoint_result") is not None
 
 
+def _descends_from(process: Any, ancestor: int) -> bool:
+    """Whether `ancestor` is among the process's parents (False once it has gone)."""
+    import psutil
+
+    try:
+        return any(parent.pid == ancestor for parent in process.parents())
+    except psutil.Error:
+        return False
+
+
 def _kill_a_worker_after_first_checkpoint(prefix: str, stop: threading.Event, killed: list[int]):
     """Once Ray Train has registered the run's first checkpoint, SIGKILL one training worker."""
     import psutil
@@ -280,11 +291,12 @@ def _kill_a_worker_after_first_checkpoint(prefix: str, stop: threading.Event, ki
     from tuneforge.storage import minio_client
 
     client = minio_client()
+    this_session = os.getpid()  # only this test session's Ray: never another run's workers
     while not stop.is_set():
         if _registered_checkpoint(client, prefix):
             for process in psutil.process_iter(["cmdline"]):
                 cmdline = " ".join(process.info["cmdline"] or [])
-                if "RayTrainWorker" in cmdline:
+                if "RayTrainWorker" in cmdline and _descends_from(process, this_session):
                     process.kill()
                     killed.append(process.pid)
                     return
