@@ -58,6 +58,11 @@ class StagedAdapter:
     embeddings: StagedEmbeddings | None
 
     @property
+    def rank(self) -> int:
+        """The LoRA's rank (0 for embeddings only): the smallest slot rank it needs."""
+        return self.lora.rank if self.lora is not None else 0
+
+    @property
     def nbytes(self) -> int:
         """Host memory the tensors take."""
         return (self.lora.nbytes if self.lora else 0) + (

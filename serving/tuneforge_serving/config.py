@@ -14,11 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from tuneforge.contract import (
-    DEFAULT_LORA_TARGETS,
-    DEFAULT_SLOT_RANK,
-    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
-)
+from tuneforge.contract import DEFAULT_SLOT_RANK
 from tuneforge_serving.mixed.config import MixedBatchingConfig
 
 
@@ -45,19 +41,61 @@ class LimitsConfig(_Model):
     """Most adapters in one request; default (None) the adapter LRU size."""
 
 
+ALL_LAYERS = "all"
+"""A target list of just this: every Linear and Conv2d of the component carries slots."""
+
+
+class RankBucket(_Model):
+    """Slots of one rank; an adapter goes to the smallest bucket of at least its rank."""
+
+    rank: int = Field(ge=1)
+    """Slot rank: adapters of rank <= this are zero-padded into these slots (exact)."""
+    slots: int | None = Field(default=None, ge=0)
+    """Slots of this rank; None: derived from adapterLruSize and the memory budget."""
+
+
 class HotswapConfig(_Model):
     """The pre-allocated slots adapters are copied into: the compatibility contract."""
 
-    max_lora_rank: int = Field(default=DEFAULT_SLOT_RANK, ge=1)
-    """Slot rank: LoRA adapters of rank <= this are zero-padded into a slot."""
-    unet_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    """UNet module names (suffixes) that carry LoRA slots; adapters may target a subset."""
-    text_encoder_target_modules: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_TEXT_ENCODER_LORA_TARGETS)
+    rank_buckets: list[RankBucket] = Field(
+        default_factory=lambda: [RankBucket(rank=DEFAULT_SLOT_RANK), RankBucket(rank=64)]
     )
-    """Text-encoder module names with LoRA slots (empty: text-encoder LoRA is refused)."""
+    """Slot ranks (`[16, 64]` or `[{rank: 16, slots: 3}, {rank: 64, slots: 1}]`)."""
+    memory_budget_mb: float | None = Field(default=1024.0, gt=0, alias="memoryBudgetMB")
+    """Most memory all LoRA slots may take on the replica's device (None: no limit)."""
+    max_lora_rank: int | None = Field(default=None, ge=1)
+    """Shorthand for one bucket of this rank (`rankBuckets: [maxLoraRank]`)."""
+    unet_target_modules: list[str] = Field(default_factory=lambda: [ALL_LAYERS])
+    """UNet modules with LoRA slots: `all` (every Linear and Conv2d) or name suffixes."""
+    text_encoder_target_modules: list[str] = Field(default_factory=lambda: [ALL_LAYERS])
+    """Text-encoder modules with LoRA slots: `all`, name suffixes, or empty (refused)."""
     max_ti_vectors: int = Field(default=8, ge=1)
     """Most textual-inversion vectors one adapter may bring (over all its tokens)."""
+
+    @field_validator("rank_buckets", mode="before")
+    @classmethod
+    def _plain_ranks(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"rank": item} if isinstance(item, int) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_bucket_per_rank(self) -> HotswapConfig:
+        ranks = [bucket.rank for bucket in self.rank_buckets]
+        if not ranks or len(set(ranks)) != len(ranks):
+            raise ValueError("hotswap.rankBuckets: give each slot rank once (and at least one)")
+        return self
+
+    def buckets(self) -> list[tuple[int, int | None]]:
+        """`(rank, explicit slots or None)` per bucket; `max_lora_rank` alone is one bucket."""
+        if self.max_lora_rank is not None and "rank_buckets" not in self.model_fields_set:
+            return [(self.max_lora_rank, None)]
+        return [(bucket.rank, bucket.slots) for bucket in self.rank_buckets]
+
+    @property
+    def largest_rank(self) -> int:
+        """The largest slot rank configured (the budget may leave less)."""
+        return max(rank for rank, _ in self.buckets())
 
 
 class AutoscalingConfig(_Model):
@@ -219,7 +257,8 @@ class ServingConfig(_Model):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU."""
     adapter_lru_size: int = Field(default=3, ge=1)
-    """Adapters attached to the pipeline at once (one slot each)."""
+    """Adapters attached to the pipeline at once: LoRA/TI slots over all rank buckets (the
+    memory budget may leave fewer; the engine's `slot_count` is what the replica keeps)."""
     host_cache_size: int = Field(default=32, ge=1)
     """Adapters kept staged in host memory (safetensors parsed, ready to copy)."""
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".tuneforge" / "serving-cache")
@@ -266,6 +305,14 @@ class ServingConfig(_Model):
             raise ValueError(
                 "limits.max_adapters_per_request exceeds adapter_lru_size: a request's adapters "
                 "must all fit in the pipeline at once; raise adapter_lru_size or lower the limit"
+            )
+        buckets = self.hotswap.buckets()
+        explicit = sum(slots for _, slots in buckets if slots is not None)
+        derived = any(slots is None for _, slots in buckets)
+        if explicit > self.adapter_lru_size or (not derived and explicit != self.adapter_lru_size):
+            raise ValueError(
+                f"hotswap.rankBuckets: the buckets' slots ({explicit}) must add up to "
+                f"adapterLruSize ({self.adapter_lru_size})"
             )
         if (
             self.autoscaling.enabled

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray import serve
@@ -25,6 +26,20 @@ from tuneforge_serving.jobs import GenerationJob, GenerationOutput
 log = logging.getLogger(__name__)
 
 
+def adapter_set_holder() -> Callable[[str], Awaitable[str]]:
+    """A fresh function that registers `model_id` (an adapter set) as hot on a replica for
+    Serve's router; `serve.multiplexed` keeps its LRU on the function, so one per replica.
+
+    The adapters themselves live in the engine's host cache and slot LRU; Serve's eviction
+    of an id therefore frees nothing and needs no idempotent `__del__`.
+    """
+
+    async def hold_adapter_set(model_id: str) -> str:
+        return model_id
+
+    return hold_adapter_set
+
+
 class ModelServer:
     """Serve replica body (wrapped by `serve.deployment` in `app.build_app`)."""
 
@@ -35,15 +50,13 @@ class ModelServer:
         self.config = ServingConfig.model_validate(config)
         self.engine = ServingEngine(self.config, AdapterRegistry(Settings()))
         self.batches = BatchedEngine(self.engine)
-
-    @serve.multiplexed(max_num_models_per_replica=8)
-    async def _hold_adapter_set(self, model_id: str) -> str:
-        """Registers `model_id` (an adapter set) as hot on this replica for Serve's router.
-
-        The adapters themselves live in the engine's host cache and slot LRU; Serve's
-        eviction of an id therefore frees nothing and needs no idempotent `__del__`.
-        """
-        return model_id
+        self.max_num_models = self.engine.slot_count
+        """Serve's `max_num_models_per_replica`: the adapters this replica really keeps
+        attached (its slots after the memory budget), so the router's view of what is hot
+        here is the slot LRU's, not a guess."""
+        self._hold_adapter_set = serve.multiplexed(max_num_models_per_replica=self.max_num_models)(
+            adapter_set_holder()
+        )
 
     async def generate(self, job: GenerationJob) -> GenerationOutput:
         """Stage the job's adapters (errors come back as data), then join a batch."""

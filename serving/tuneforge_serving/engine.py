@@ -39,7 +39,7 @@ from tuneforge_serving.base_model import (
 )
 from tuneforge_serving.config import ServingConfig
 from tuneforge_serving.embedding_slots import EmbeddingSlotBank
-from tuneforge_serving.errors import ErrorInfo, LimitExceeded, ServingError
+from tuneforge_serving.errors import AdapterRejected, ErrorInfo, LimitExceeded, ServingError
 from tuneforge_serving.generation import (
     LoraChoice,
     PlannedCall,
@@ -49,9 +49,10 @@ from tuneforge_serving.generation import (
     to_uint8,
 )
 from tuneforge_serving.jobs import GenerationJob, GenerationOutput
-from tuneforge_serving.lora_slots import LoraSlotBank
+from tuneforge_serving.lora_slots import LoraSlotBank, bytes_per_rank, slot_layer_paths
 from tuneforge_serving.mixed.metrics import MixedBatchMetrics
 from tuneforge_serving.mixed.mixing import SampleMixing
+from tuneforge_serving.slot_plan import MIB, plan_banks
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,25 @@ class ServingEngine:
             else load_pipeline(location, self.device, pick_dtype(config.dtype, self.device))
         )
         self.fingerprint = base_model_fingerprint(location.path)
-        slots = config.adapter_lru_size
         hotswap = config.hotswap
-        self.lora_slots = LoraSlotBank(
-            {"unet": self.pipeline.unet, "text_encoder": self.pipeline.text_encoder},
-            {
-                "unet": hotswap.unet_target_modules,
-                "text_encoder": hotswap.text_encoder_target_modules,
-            },
-            n_slots=slots,
-            slot_rank=hotswap.max_lora_rank,
+        components = {"unet": self.pipeline.unet, "text_encoder": self.pipeline.text_encoder}
+        paths = {
+            "unet": slot_layer_paths(self.pipeline.unet, hotswap.unet_target_modules),
+            "text_encoder": slot_layer_paths(
+                self.pipeline.text_encoder, hotswap.text_encoder_target_modules
+            ),
+        }
+        budget = hotswap.memory_budget_mb
+        self.slot_plan = plan_banks(
+            hotswap.buckets(),
+            config.adapter_lru_size,
+            bytes_per_rank(components, paths, self.pipeline.unet.dtype),
+            int(budget * MIB) if budget is not None else None,
         )
+        """The slots this replica allocated: ranks per slot and their memory."""
+        log.info("LoRA slots: %s", self.slot_plan.describe())
+        self.lora_slots = LoraSlotBank(components, paths, self.slot_plan.ranks)
+        slots = self.lora_slots.n_slots
         self.embedding_slots = EmbeddingSlotBank(
             self.pipeline.tokenizer, self.pipeline.text_encoder, slots, hotswap.max_ti_vectors
         )
@@ -114,7 +123,7 @@ class ServingEngine:
         )
         """Per-sample adapter routing when `mixedBatching.enabled`; None: one choice per call."""
         self._attached: OrderedDict[AdapterRef, int] = OrderedDict()
-        self._free = list(range(slots - 1, -1, -1))
+        self._free = set(range(slots))
         self._checked: set[AdapterRef] = set()
         self._lock = threading.Lock()
         self.stats = EngineStats()
@@ -132,23 +141,38 @@ class ServingEngine:
             self._checked.add(staged.key)
         return staged
 
+    @property
+    def slot_count(self) -> int:
+        """Adapters this replica keeps attached at once (its LoRA/TI slots, all buckets)."""
+        return self.lora_slots.n_slots
+
+    def check_slots(self, staged: list[StagedAdapter]) -> None:
+        """422 when these adapters cannot be attached at once (too few large-enough slots)."""
+        ranks = [adapter.rank for adapter in staged]
+        if not self.lora_slots.fits(ranks):
+            raise AdapterRejected(
+                f"adapters of LoRA ranks {sorted(ranks, reverse=True)} together are over the "
+                f"memory budget: this server's slots have ranks {self.lora_slots.ranks} "
+                "(hotswap.rankBuckets within hotswap.memoryBudgetMB); use fewer large adapters "
+                "in one request"
+            )
+
     def _attach(self, adapters: list[StagedAdapter]) -> list[int]:
-        """Slot indices holding `adapters`, copying in missing ones (hold the lock)."""
+        """Slot indices holding `adapters`, copying in missing ones (hold the lock).
+
+        Largest rank first, each into the smallest fitting slot: free first, else the least
+        recently used one no adapter of this call holds.
+        """
         wanted = {a.key for a in adapters}
-        indices: list[int] = []
-        for staged in adapters:
+        chosen: dict[AdapterRef, int] = {}
+        for staged in sorted(adapters, key=lambda a: -a.rank):
             index = self._attached.get(staged.key)
             if index is not None:
                 self._attached.move_to_end(staged.key)
                 self.stats.slot_hits += 1
-                indices.append(index)
+                chosen[staged.key] = index
                 continue
-            if self._free:
-                index = self._free.pop()
-            else:
-                victim = next(key for key in self._attached if key not in wanted)
-                index = self._attached.pop(victim)
-                self.stats.slot_evictions += 1
+            index = self._slot_for(staged, wanted)
             if staged.lora is not None:
                 self.lora_slots.write(index, staged.lora)
             else:
@@ -159,8 +183,32 @@ class ServingEngine:
                 self.embedding_slots.clear(index)
             self._attached[staged.key] = index
             self.stats.slot_loads += 1
-            indices.append(index)
-        return indices
+            chosen[staged.key] = index
+        return [chosen[staged.key] for staged in adapters]
+
+    def _slot_for(self, staged: StagedAdapter, wanted: set[AdapterRef]) -> int:
+        """A slot for `staged`: free, else evicted (the smallest fitting rank first)."""
+        candidates = self.lora_slots.slots_for(staged.rank)
+        for index in candidates:
+            if index in self._free:
+                self._free.discard(index)
+                return index
+        holders = {index: key for key, index in self._attached.items()}
+        lru_order = {key: order for order, key in enumerate(self._attached)}
+        for rank in sorted({self.lora_slots.ranks[i] for i in candidates}):
+            evictable = [
+                holders[i]
+                for i in candidates
+                if self.lora_slots.ranks[i] == rank and holders[i] not in wanted
+            ]
+            if evictable:
+                victim = min(evictable, key=lambda key: lru_order[key])
+                self.stats.slot_evictions += 1
+                return self._attached.pop(victim)
+        raise AdapterRejected(
+            f"adapter {staged.key}: no slot of rank >= {staged.rank} is free for it in this "
+            "call (over the memory budget: hotswap.rankBuckets within hotswap.memoryBudgetMB)"
+        )
 
     def attached(self) -> list[AdapterRef]:
         """Adapters in pipeline slots, least recently used first."""
@@ -183,6 +231,7 @@ class ServingEngine:
         Generation does this itself; it is public for prewarming a set and for benchmarks.
         """
         staged = [self.stage(resolved) for resolved, _ in adapters]
+        self.check_slots(staged)
         with self._lock:
             start = time.perf_counter()
             indices = self._attach(staged)
@@ -223,6 +272,7 @@ class ServingEngine:
             try:
                 request.staged = [self.stage(resolved) for resolved, _ in job.adapters]
                 check_token_clash(request.staged)
+                self.check_slots(request.staged)
             except ServingError as error:
                 request.output.error = error.info()
             requests.append(request)

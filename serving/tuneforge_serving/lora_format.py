@@ -5,7 +5,9 @@ training scripts' `convert_state_dict_to_diffusers`):
 `<component>.<module path>.lora_A.weight` / `.lora_B.weight`, `.lora.down.weight` /
 `.lora.up.weight`, or `.lora_linear_layer.down.weight` / `.up.weight` (the text encoder's
 pairs after `convert_state_dict_to_diffusers`, as the trainer and diffusers' training
-scripts write them), where component is `unet` or `text_encoder`. The scale of each module
+scripts write them), where component is `unet` or `text_encoder`. A Linear's pair is
+2-d; a Conv2d's (kohya LoCon, 1x1 `proj_in`/`conv_shortcut`) is 4-d: A `(r, in, kh, kw)`,
+B `(out, r, 1, 1)`, as peft and diffusers hold them. The scale of each module
 is `alpha / r` (`alpha / sqrt(r)` with rsLoRA) taken from the file's
 `lora_adapter_metadata` (peft's LoraConfig as diffusers stores it), else the manifest's
 alpha, else r (scale 1, as diffusers assumes).
@@ -35,9 +37,9 @@ class LoraModule:
     """One LoRA pair: delta W = scale * B @ A."""
 
     a: torch.Tensor
-    """Down projection, shape (r, in_features)."""
+    """Down projection, shape (r, in_features) or, for a Conv2d, (r, in, kh, kw)."""
     b: torch.Tensor
-    """Up projection, shape (out_features, r)."""
+    """Up projection, shape (out_features, r) or (out, r, 1, 1)."""
     scale: float
 
 
@@ -131,11 +133,12 @@ def parse_lora_state_dict(
         if set(pair) != {"a", "b"}:
             raise AdapterRejected(f"adapter {name}: {component}.{module_path} lacks its A or B")
         a, b = pair["a"], pair["b"]
-        if a.ndim != 2 or b.ndim != 2:
+        conv_pair = a.ndim == 4 and b.ndim == 4 and tuple(b.shape[2:]) == (1, 1)
+        if not (conv_pair or (a.ndim == 2 and b.ndim == 2)):
             raise AdapterRejected(
-                f"adapter {name}: {component}.{module_path} is a convolution LoRA layer (LoCon, "
-                f"A {tuple(a.shape)}, B {tuple(b.shape)}); serving's LoRA slots hold Linear "
-                "layers only"
+                f"adapter {name}: {component}.{module_path} is neither a Linear LoRA pair "
+                f"(2-d A and B) nor a convolution one (A (r, in, kh, kw), B (out, r, 1, 1)): "
+                f"A {tuple(a.shape)}, B {tuple(b.shape)}"
             )
         if a.shape[0] != b.shape[1]:
             raise AdapterRejected(

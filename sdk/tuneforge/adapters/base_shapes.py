@@ -79,24 +79,26 @@ class BaseShapes:
             raise ShapeMismatch("the base model's text encoder has no token embedding")
         return int(shape[1])
 
-    def check_linear(self, component: str, module: str, out_in: tuple[int, int]) -> None:
-        """ShapeMismatch unless `component.module` is a Linear layer of shape `out_in`."""
+    def check_layer(self, component: str, module: str, update: tuple[int, ...]) -> None:
+        """ShapeMismatch unless `component.module`'s weight has the LoRA update's shape:
+        `(out, in)` for a Linear, `(out, in, kh, kw)` for a Conv2d."""
         shape = self.weight_shape(component, module)
         if shape is None:
             raise ShapeMismatch(
                 f"{component}.{module}: the base model has no such layer (a LoRA for another "
                 "architecture, e.g. SDXL or SD 2.x?)"
             )
-        if len(shape) != 2:
+        if tuple(shape) != update:
+            lora, layer = ("x".join(str(n) for n in dims) for dims in (update, shape))
+            axes = "out x in" if len(update) == 2 else "out x in x kh x kw"
             raise ShapeMismatch(
-                f"{component}.{module}: a {len(shape)}-d layer in the base (a convolution); only "
-                "Linear layers are served by the LoRA slots"
+                f"{component}.{module}: the LoRA is {lora} ({axes}) but the base layer is "
+                f"{layer}; the adapter was made for another base model"
             )
-        if tuple(shape) != out_in:
-            raise ShapeMismatch(
-                f"{component}.{module}: the LoRA is {out_in[0]}x{out_in[1]} (out x in) but the "
-                f"base layer is {shape[0]}x{shape[1]}; the adapter was made for another base model"
-            )
+
+    def check_linear(self, component: str, module: str, out_in: tuple[int, int]) -> None:
+        """ShapeMismatch unless `component.module` is a Linear layer of shape `out_in`."""
+        self.check_layer(component, module, out_in)
 
 
 class _OriginalNames(dict[str, list[int]]):

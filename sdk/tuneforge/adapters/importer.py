@@ -1,8 +1,9 @@
 """`tuneforge adapters import`: a community adapter file -> a registered, servable adapter.
 
     detect the layout (header only) -> convert to the canonical layout (diffusers' key maps)
-    -> check every layer against the base model's shapes and against what serving's LoRA
-    slots hold (Linear layers, rank, target modules) -> write the folder and its manifest
+    -> check every layer (Linear or Conv2d) against the base model's shapes and against what
+    serving's LoRA slots hold (largest slot rank, target modules) -> write the folder and its
+    manifest
     -> register it in MLflow with lineage tags (source `import`, sha256, original layout).
 
 Everything is refused before anything is registered, naming the layer and the limit.
@@ -18,14 +19,11 @@ from pathlib import Path
 from tuneforge.adapters.base_shapes import BaseShapes, ShapeMismatch
 from tuneforge.adapters.embeddings import check_dim, read_embeddings, write_embeddings
 from tuneforge.adapters.layouts import AdapterFormatError, Layout, detect_layout
-from tuneforge.adapters.lora_convert import LoraModules, read_lora, write_canonical
+from tuneforge.adapters.lora_convert import LoraModules, LoraPair, read_lora, write_canonical
 from tuneforge.base_fingerprint import base_model_fingerprint
 from tuneforge.base_model import ResolvedBaseModel, resolve_base_model
 from tuneforge.contract import (
     ADAPTER_MANIFEST,
-    DEFAULT_LORA_TARGETS,
-    DEFAULT_SLOT_RANK,
-    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
     LORA_WEIGHTS,
     TI_EMBEDDINGS,
     AdapterManifest,
@@ -42,15 +40,21 @@ IMPORT_EXPERIMENT = "tuneforge-imports"
 """MLflow experiment that holds one run per import."""
 
 
+ALL_LAYERS = "all"
+"""Serving's target list meaning every Linear and Conv2d layer (its default)."""
+SERVING_LARGEST_RANK = 64
+"""The largest of serving's default `hotswap.rankBuckets` (16, 64)."""
+
+
 @dataclass(frozen=True)
 class ServingLimits:
     """What serving's LoRA slots hold (`hotswap` in the serving config; these are its defaults)."""
 
-    max_rank: int = DEFAULT_SLOT_RANK
-    """`hotswap.maxLoraRank`."""
-    unet_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
-    """`hotswap.unetTargetModules`."""
-    text_encoder_targets: tuple[str, ...] = DEFAULT_TEXT_ENCODER_LORA_TARGETS
+    max_rank: int = SERVING_LARGEST_RANK
+    """The largest of `hotswap.rankBuckets` (that the memory budget leaves)."""
+    unet_targets: tuple[str, ...] = (ALL_LAYERS,)
+    """`hotswap.unetTargetModules` (`all`: every Linear and Conv2d)."""
+    text_encoder_targets: tuple[str, ...] = (ALL_LAYERS,)
     """`hotswap.textEncoderTargetModules`."""
 
 
@@ -131,17 +135,12 @@ def _convert_lora(
     for (component, module), pair in sorted(modules.pairs.items()):
         where = f"{source.name}: {component}.{module}"
         rank = int(pair.down.shape[0])
-        if pair.down.ndim != 2 or pair.up.ndim != 2:
-            raise AdapterFormatError(
-                f"{where} is a convolution LoRA layer (LoCon, down {tuple(pair.down.shape)}); "
-                "serving's LoRA slots hold Linear layers only, so this adapter cannot be served"
-            )
         try:
-            shapes.check_linear(component, module, (int(pair.up.shape[0]), int(pair.down.shape[1])))
+            shapes.check_layer(component, module, _update_shape(pair))
         except ShapeMismatch as error:
             raise AdapterFormatError(f"{source.name}: {error}") from error
         targets = limits.unet_targets if component == "unet" else limits.text_encoder_targets
-        target = next((t for t in targets if module == t or module.endswith(f".{t}")), None)
+        target = _slot_target(module, targets)
         if target is None:
             raise AdapterFormatError(
                 f"{where} has no serving LoRA slot: serving's slots hold {component} modules "
@@ -149,8 +148,9 @@ def _convert_lora(
             )
         if rank > limits.max_rank:
             raise AdapterFormatError(
-                f"{where} has rank {rank}, above serving's slot rank {limits.max_rank} "
-                "(hotswap.maxLoraRank); raise maxLoraRank on the server and pass --max-rank"
+                f"{where} has rank {rank}, over the memory budget: serving's largest slot rank "
+                f"is {limits.max_rank} (hotswap.rankBuckets); give the server a larger bucket "
+                "and pass --max-rank"
             )
         if component == "unet":
             found_targets.add(target)
@@ -162,6 +162,19 @@ def _convert_lora(
         target_modules=sorted(found_targets) or list(limits.unet_targets),
         text_encoder=any(component == "text_encoder" for component, _ in canonical.pairs),
     )
+
+
+def _update_shape(pair: LoraPair) -> tuple[int, ...]:
+    """The shape of `up @ down`: (out, in) for a Linear, (out, in, kh, kw) for a Conv2d."""
+    return (int(pair.up.shape[0]), *(int(n) for n in pair.down.shape[1:]))
+
+
+def _slot_target(module: str, targets: tuple[str, ...]) -> str | None:
+    """The target name serving's slots hold `module` under (its leaf name for `all`)."""
+    if ALL_LAYERS in targets:
+        parts = module.split(".")
+        return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+    return next((t for t in targets if module == t or module.endswith(f".{t}")), None)
 
 
 def _limit_name(component: str) -> str:

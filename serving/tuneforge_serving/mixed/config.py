@@ -26,5 +26,5 @@ class MixedBatchingConfig(BaseModel):
     max_wait_s: float = Field(default=0.02, ge=0)
     """How long the oldest request of a shape waits for company before its batch runs."""
     max_combined_loras: int = Field(default=2, ge=1)
-    """LoRAs one request may combine inside a mixed batch (each takes `maxLoraRank` rows of
+    """LoRAs one request may combine inside a mixed batch (each takes its slot's rank in rows of
     a combined adapter); a request with more runs in its own batch (fallback, counted)."""

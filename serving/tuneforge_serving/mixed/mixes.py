@@ -9,11 +9,12 @@ LoRA layer:
 - one LoRA: an *alias*: `lora_A/lora_B[tf_mix_j]` are the slot's own modules (no copy)
   with `scaling[tf_mix_j] = slot scale x weight`;
 - several LoRAs: a *combined adapter*: a pre-allocated pair of rank
-  `max_combined * slot_rank` into which the slots' A rows are stacked and their B
+  `max_combined * largest slot rank` into which the slots' A rows are stacked and their B
   columns copied, each multiplied by its scale x weight (`scaling = 1`), so
   `B_c @ A_c = sum_i w_i s_i B_i @ A_i`, the same delta as the slots active together.
-  Every slot has the slot rank (adapters are zero-padded into slots), so the ranks of
-  the adapters never make a set incompatible; only more than `max_combined` LoRAs do.
+  A slot takes its own rank's rows (rank buckets), so any `max_combined` slots fit; only
+  more than `max_combined` LoRAs make a set incompatible. On a Conv2d layer the pair is a
+  k x k conv (the slot A's kernel, stride, padding) and a 1x1 conv, as peft's own.
 
 The mix names and combined buffers are created once per position and reused; nothing
 grows with traffic.
@@ -47,6 +48,38 @@ def _weight(modules: Any, name: str) -> torch.Tensor:
     return weight
 
 
+def _weight_of(module: torch.nn.Module) -> torch.Tensor:
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    return weight
+
+
+def _combined_pair(
+    slot_a: torch.nn.Module, slot_b: torch.nn.Module, rank: int
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A down/up pair of `rank` shaped like the slot's (Linear, or k x k conv + 1x1 conv)."""
+    weight = _weight_of(slot_a)
+    device, dtype = weight.device, weight.dtype
+    out_features = int(_weight_of(slot_b).shape[0])
+    if isinstance(slot_a, torch.nn.Conv2d):
+        down: torch.nn.Module = torch.nn.Conv2d(
+            slot_a.in_channels,
+            rank,
+            slot_a.kernel_size,  # type: ignore[arg-type]
+            slot_a.stride,  # type: ignore[arg-type]
+            slot_a.padding,  # type: ignore[arg-type]
+            bias=False,
+            device=device,
+            dtype=dtype,
+        )
+        up: torch.nn.Module = torch.nn.Conv2d(
+            rank, out_features, (1, 1), (1, 1), bias=False, device=device, dtype=dtype
+        )
+        return down, up
+    down = torch.nn.Linear(int(weight.shape[1]), rank, bias=False, device=device, dtype=dtype)
+    up = torch.nn.Linear(rank, out_features, bias=False, device=device, dtype=dtype)
+    return down, up
+
+
 class TooManyLoras(ValueError):
     """A sample combines more LoRAs than a combined adapter can hold."""
 
@@ -57,20 +90,26 @@ class AdapterMixer:
     def __init__(
         self,
         layers: dict[LayerKey, LoraLayer],
-        slot_rank: int,
+        slot_ranks: int | Sequence[int],
         scale_of: ScaleLookup,
         max_combined: int,
     ) -> None:
+        """`slot_ranks`: each slot's rank (rank buckets), or one rank for every slot."""
         self.layers = layers
-        self.slot_rank = slot_rank
+        self._one_rank = slot_ranks if isinstance(slot_ranks, int) else None
+        self.slot_ranks = [] if isinstance(slot_ranks, int) else list(slot_ranks)
         self.scale_of = scale_of
         self.max_combined = max_combined
-        self._combined: dict[int, dict[LayerKey, tuple[torch.nn.Linear, torch.nn.Linear]]] = {}
+        self._combined: dict[int, dict[LayerKey, tuple[torch.nn.Module, torch.nn.Module]]] = {}
 
     @property
     def combined_rank(self) -> int:
-        """Rank of a combined adapter: `max_combined` slots stacked."""
-        return self.max_combined * self.slot_rank
+        """Rank of a combined adapter: `max_combined` of the largest slots stacked."""
+        return self.max_combined * (self._one_rank or max(self.slot_ranks))
+
+    def rank_of(self, index: int) -> int:
+        """The rank of slot `index`."""
+        return self._one_rank or self.slot_ranks[index]
 
     def prepare(self, choices: Sequence[LoraChoice]) -> list[str]:
         """One adapter name per choice, with aliases and combined adapters set up for them.
@@ -112,21 +151,14 @@ class AdapterMixer:
             scale = self.scale_of(index, key)
             layer.scaling[name] = 0.0 if scale is None else scale * weight
 
-    def _buffers(self, position: int) -> dict[LayerKey, tuple[torch.nn.Linear, torch.nn.Linear]]:
+    def _buffers(self, position: int) -> dict[LayerKey, tuple[torch.nn.Module, torch.nn.Module]]:
         """The combined-adapter modules of `position`, allocated on first use."""
         buffers = self._combined.get(position)
         if buffers is None:
             buffers = {}
-            rank = self.combined_rank
             for key, layer in self.layers.items():
-                slot_a = _weight(layer.lora_A, slot_name(0))
-                slot_b = _weight(layer.lora_B, slot_name(0))
-                device, dtype = slot_a.device, slot_a.dtype
-                down = torch.nn.Linear(
-                    int(slot_a.shape[1]), rank, bias=False, device=device, dtype=dtype
-                )
-                up = torch.nn.Linear(
-                    rank, int(slot_b.shape[0]), bias=False, device=device, dtype=dtype
+                down, up = _combined_pair(
+                    layer.lora_A[slot_name(0)], layer.lora_B[slot_name(0)], self.combined_rank
                 )
                 down.requires_grad_(False)
                 up.requires_grad_(False)
@@ -137,19 +169,21 @@ class AdapterMixer:
     @torch.no_grad()
     def _combine(self, name: str, position: int, choice: LoraChoice) -> None:
         """`name` runs the weighted sum of the slots in `choice` as one stacked adapter."""
-        rank = self.slot_rank
         for key, (down, up) in self._buffers(position).items():
             layer = self.layers[key]
-            down.weight.zero_()
-            up.weight.zero_()
-            for offset, (index, weight) in enumerate(choice):
+            _weight_of(down).zero_()
+            _weight_of(up).zero_()
+            offset = 0
+            for index, weight in choice:
+                rank = self.rank_of(index)
+                rows = slice(offset, offset + rank)
+                offset += rank
                 scale = self.scale_of(index, key)
                 if scale is None:
                     continue
-                rows = slice(offset * rank, (offset + 1) * rank)
                 slot = slot_name(index)
-                down.weight[rows].copy_(_weight(layer.lora_A, slot))
-                up.weight[:, rows].copy_(_weight(layer.lora_B, slot) * (scale * weight))
+                _weight_of(down)[rows].copy_(_weight(layer.lora_A, slot))
+                _weight_of(up)[:, rows].copy_(_weight(layer.lora_B, slot) * (scale * weight))
             self._register(layer, name)
             layer.lora_A[name] = down
             layer.lora_B[name] = up
@@ -158,7 +192,7 @@ class AdapterMixer:
     def combined_bytes(self) -> int:
         """Memory held by allocated combined adapters."""
         return sum(
-            down.weight.nbytes + up.weight.nbytes
+            _weight_of(down).nbytes + _weight_of(up).nbytes
             for buffers in self._combined.values()
             for down, up in buffers.values()
         )

@@ -34,7 +34,7 @@ class SampleMixing:
         self.metrics = metrics
         self.router = SampleRouter(lora_slots.layers.values())
         self.mixer = AdapterMixer(
-            lora_slots.layers, lora_slots.slot_rank, lora_slots.scale, config.max_combined_loras
+            lora_slots.layers, lora_slots.ranks, lora_slots.scale, config.max_combined_loras
         )
 
     def plan(self, requests: list[StagedRequest]) -> list[PlannedCall]:
@@ -49,11 +49,13 @@ class SampleMixing:
                 continue
             self.metrics.fallbacks.labels(reason.value).inc()
             calls.append(PlannedCall([request]))
+        ranks = {staged.key: staged.rank for request in mixable for staged in request.staged}
         groups = split_for_slots(
             [frozenset(staged.key for staged in request.staged) for request in mixable],
             [request.job.num_images for request in mixable],
             self.lora_slots.n_slots,
             self.config.max_batch_images,
+            fits=lambda keys: self.lora_slots.fits([ranks[key] for key in keys]),
         )
         if len(groups) > 1:
             self.metrics.slot_splits.inc(len(groups) - 1)

@@ -5,7 +5,7 @@ No torch here: these functions work on plain keys so they are tested on their ow
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence, Set
 from enum import Enum
 
 
@@ -32,29 +32,32 @@ def split_for_slots(
     image_counts: Sequence[int],
     slot_capacity: int,
     max_images: int,
+    fits: Callable[[Set[Hashable]], bool] | None = None,
 ) -> list[list[int]]:
     """Positions grouped so each group's adapters fit the slots and its images the limit.
 
     First fit in arrival order: a request joins the first group that still has room for
-    its adapters (the union of the group's sets stays within `slot_capacity`) and its
-    images; otherwise it opens a new group. Groups keep arrival order inside.
+    its adapters (the union of the group's sets stays within `slot_capacity` and, when
+    given, `fits` it: rank buckets) and its images; otherwise it opens a new group. Groups
+    keep arrival order inside.
     """
+
+    def room(adapters: Set[Hashable]) -> bool:
+        return len(adapters) <= slot_capacity and (fits is None or fits(adapters))
+
     if len(adapter_sets) != len(image_counts):
         raise ValueError("adapter_sets and image_counts need one entry per request")
     groups: list[list[int]] = []
     unions: list[set[Hashable]] = []
     images: list[int] = []
     for position, (adapters, count) in enumerate(zip(adapter_sets, image_counts, strict=True)):
-        if len(adapters) > slot_capacity:
+        if not room(adapters):
             raise ValueError(
                 f"request {position} uses {len(adapters)} adapters but the pipeline has "
                 f"{slot_capacity} slots; the API limit maxAdaptersPerRequest prevents this"
             )
         for index, group in enumerate(groups):
-            if (
-                len(unions[index] | adapters) <= slot_capacity
-                and images[index] + count <= max_images
-            ):
+            if room(unions[index] | adapters) and images[index] + count <= max_images:
                 group.append(position)
                 unions[index] |= adapters
                 images[index] += count

@@ -68,19 +68,32 @@ def test_mixed_ranks_are_zero_padded_and_alpha_folded_in_exactly(base: Any, tmp_
         np.testing.assert_allclose(b @ a, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_a_conv_layer_is_refused_naming_it(base: Any, tmp_path: Path) -> None:
+def test_a_conv_layer_is_converted_and_a_wrong_kernel_is_refused(base: Any, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
+    down = rng.standard_normal((4, 32, 3, 3)).astype(np.float32)
+    up = rng.standard_normal((32, 4, 1, 1)).astype(np.float32)
     tensors = {
         **_pair(Q, 4, 32, 32, 4.0, 1),
-        f"{CONV}.lora_down.weight": rng.standard_normal((4, 32, 3, 3)).astype(np.float32),
-        f"{CONV}.lora_up.weight": rng.standard_normal((32, 4, 1, 1)).astype(np.float32),
-        f"{CONV}.alpha": np.array(4.0, dtype=np.float32),
+        f"{CONV}.lora_down.weight": down,
+        f"{CONV}.lora_up.weight": up,
+        f"{CONV}.alpha": np.array(2.0, dtype=np.float32),
     }
+    converted = _convert(base, tmp_path, tensors)
+    assert converted.manifest.lora is not None
+    assert converted.manifest.lora.target_modules == ["conv1", "to_q"]
+    written = load_file(str(converted.folder / LORA_WEIGHTS))
+    module = "unet.down_blocks.0.resnets.0.conv1"
+    a, b = written[f"{module}.lora_A.weight"], written[f"{module}.lora_B.weight"]
+    assert a.shape == (4, 32, 3, 3) and b.shape == (32, 4, 1, 1)
+    np.testing.assert_allclose(b[:, :, 0, 0], 0.5 * up[:, :, 0, 0], rtol=1e-6)
+    np.testing.assert_array_equal(a, down)
+    tensors[f"{CONV}.lora_down.weight"] = down[:, :, :1, :1].copy()
     with pytest.raises(AdapterFormatError) as error:
         _convert(base, tmp_path, tensors)
-    message = str(error.value)
-    assert "unet.down_blocks.0.resnets.0.conv1" in message
-    assert "convolution LoRA layer (LoCon" in message and "Linear layers only" in message
+    assert "unet.down_blocks.0.resnets.0.conv1: the LoRA is 32x32x1x1 (out x in x kh x kw)" in (
+        str(error.value)
+    )
+    assert "base layer is 32x32x3x3" in str(error.value)
 
 
 def test_a_rank_above_the_slot_rank_is_refused_naming_layer_and_limit(
@@ -90,13 +103,18 @@ def test_a_rank_above_the_slot_rank_is_refused_naming_layer_and_limit(
     with pytest.raises(AdapterFormatError) as error:
         _convert(base, tmp_path, tensors, limits=ServingLimits(max_rank=4))
     message = str(error.value)
-    assert "attn1.to_q has rank 8" in message and "slot rank 4 (hotswap.maxLoraRank)" in message
+    assert "attn1.to_q has rank 8, over the memory budget" in message
+    assert "largest slot rank is 4 (hotswap.rankBuckets)" in message
     assert _convert(base, tmp_path, tensors, limits=ServingLimits(max_rank=8)).manifest.lora
 
 
 def test_a_module_without_a_slot_is_refused_naming_the_slots(base: Any, tmp_path: Path) -> None:
+    from tuneforge.contract import DEFAULT_LORA_TARGETS
+
+    assert _convert(base, tmp_path, _pair(FF, 4, 32, 128, 4.0, 1)).manifest.lora is not None
+    attention_only = ServingLimits(unet_targets=DEFAULT_LORA_TARGETS)
     with pytest.raises(AdapterFormatError) as error:
-        _convert(base, tmp_path, _pair(FF, 4, 32, 128, 4.0, 1))
+        _convert(base, tmp_path, _pair(FF, 4, 32, 128, 4.0, 1), limits=attention_only)
     message = str(error.value)
     assert "ff.net.2 has no serving LoRA slot" in message
     assert "['to_q', 'to_k', 'to_v', 'to_out.0'] (hotswap.unetTargetModules)" in message

@@ -138,8 +138,8 @@ def test_prompt_too_long_is_422(engine: Any, make_job: Callable[..., Any]) -> No
 @pytest.mark.parametrize(
     ("maker", "expected"),
     [
-        ("rank", "rank 16 exceeds"),
-        ("targets", "has no LoRA slot"),
+        ("rank", "rank 16 is over the memory budget"),
+        ("shape", "does not fit this base model: its first layer whose shape differs is unet."),
         ("fingerprint", "fingerprint"),
         ("pickle", "non-safetensors"),
     ],
@@ -154,8 +154,9 @@ def test_incompatible_adapters_are_422(
     folder = tmp_path / maker
     if maker == "rank":
         make_lora_adapter(tiny_model_dir, folder, seed=1, rank=16)
-    elif maker == "targets":
-        make_lora_adapter(tiny_model_dir, folder, seed=1, target_modules=["ff.net.2"])
+    elif maker == "shape":
+        make_lora_adapter(tiny_model_dir, folder, seed=1, rank=4)
+        _widen_first_down(folder / "pytorch_lora_weights.safetensors")
     else:
         fingerprint = "0123456789abcdef" if maker == "fingerprint" else None
         make_lora_adapter(tiny_model_dir, folder, seed=1, fingerprint=fingerprint)
@@ -213,3 +214,14 @@ def test_stats_count_requests_images_and_time(engine: Any, make_job: Callable[..
     after = (engine.stats.requests, engine.stats.images, engine.stats.inference_seconds)
     assert after[0] - before[0] == 2 and after[1] - before[1] == 3
     assert after[2] > before[2]
+
+
+def _widen_first_down(path: Path) -> None:
+    """Give the file's first A tensor 8 more input columns: a layer of another base model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(path))
+    first = sorted(key for key in tensors if key.endswith(("lora_A.weight", "lora.down.weight")))[0]
+    tensors[first] = torch.cat([tensors[first], torch.zeros(tensors[first].shape[0], 8)], dim=1)
+    save_file(tensors, str(path))
