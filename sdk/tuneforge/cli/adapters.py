@@ -55,8 +55,12 @@ def import_file(
     token: str | None = typer.Option(
         None, "--token", help="Embedding token (A1111 embeddings default to the file's stem)."
     ),
-    max_rank: int = typer.Option(
-        16, "--max-rank", min=1, help="The server's hotswap.maxLoraRank (LoRA slot rank)."
+    max_rank: int | None = typer.Option(
+        None,
+        "--max-rank",
+        min=1,
+        help="The largest rank of the server's hotswap.rankBuckets (default: serving's "
+        "default buckets, largest 64).",
     ),
 ) -> None:
     """Convert a diffusers/peft or kohya/A1111 LoRA, or a diffusers/A1111 embedding, and register it."""

@@ -177,8 +177,9 @@ class Client:
         """Register a diffusers/peft, kohya/A1111 LoRA or a diffusers/A1111 embedding file.
 
         The file is converted to the layout serving reads and checked against the base's
-        shapes and serving's slots (`max_rank`: the server's `hotswap.maxLoraRank`, default
-        16); see `tuneforge.adapters.import_adapter`. Needs the torch stack for LoRA files.
+        shapes and serving's slots (`max_rank`: the largest rank of the server's
+        `hotswap.rankBuckets`; default serving's default, 64); see
+        `tuneforge.adapters.import_adapter`. Needs the torch stack for LoRA files.
         """
         from tuneforge.adapters import ServingLimits, import_adapter
 
