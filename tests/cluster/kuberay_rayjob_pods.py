@@ -28,6 +28,7 @@ from typing import Any
 from tests.cluster.kuberay_raycluster import AUTH_TOKEN_KEY, DASHBOARD_PORT, RayClusterStandIn
 from tests.cluster.kuberay_submitter import dashboard_url, submitter_job
 from tests.cluster.ray_job_spec import fit_cpu_to_node
+from tests.cluster.ray_pods import pod_log
 from tests.fixtures.kuberay_standin import KubeRayStandIn
 
 
@@ -114,7 +115,7 @@ class PodsRayJobStandIn(KubeRayStandIn):
         pods = self.kube.request("GET", path).body.get("items", [])
         return "\n".join(
             f"=== {p['metadata']['name']}\n"
-            + pod_log_text(self.kube, self.namespace, p["metadata"]["name"])
+            + pod_log(self.kube, self.namespace, p["metadata"]["name"])
             for p in pods
         )
 
@@ -130,9 +131,3 @@ class PodsRayJobStandIn(KubeRayStandIn):
         super().stop()
         for name in list(self.clusters):
             self._kill(name)
-
-
-def pod_log_text(kube: Any, namespace: str, name: str) -> str:
-    """A pod's log as text (the apiserver answers it as text/plain)."""
-    response = kube.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}/log")
-    return response.body if isinstance(response.body, str) else str(response.body)

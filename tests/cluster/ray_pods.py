@@ -16,6 +16,7 @@ from typing import Any
 from tests.cluster.images import LocalImage, local_images
 from tests.cluster.kuberay_raycluster import auth_env, head_fqdn
 from tests.cluster.node_cluster import NodeCluster
+from tests.fixtures._kube_cluster import KubeCluster
 
 PROBE_MARK = "RAY-NODES-JSON "
 _RAY_ERROR = re.compile(
@@ -82,7 +83,7 @@ def wait_running(
                 ).get("terminated")
                 assert not terminated, (
                     f"{pod['metadata']['name']} container {status['name']} ended: {terminated}\n"
-                    f"{pod_log(cluster, namespace, pod['metadata']['name'])}\n"
+                    f"{pod_log(cluster.kube, namespace, pod['metadata']['name'])}\n"
                     f"{ray_session_logs(cluster, pod)}"
                 )
         assert time.monotonic() < deadline, (
@@ -113,14 +114,14 @@ def ray_session_logs(cluster: NodeCluster, pod: dict[str, Any], tail: int = 1500
 
 
 def pod_log(
-    cluster: NodeCluster, namespace: str, name: str, container: str = "", previous: bool = False
+    kube: KubeCluster, namespace: str, name: str, container: str = "", previous: bool = False
 ) -> str:
     """The pod's log (one container's when named; the last ended one with `previous`)."""
     query = f"?container={container}" if container else ""
     if previous:
         query += ("&" if query else "?") + "previous=true"
     path = f"/api/v1/namespaces/{namespace}/pods/{name}/log{query}"
-    response = cluster.kube.request("GET", path)
+    response = kube.request("GET", path)
     return response.body if isinstance(response.body, str) else json.dumps(response.body)
 
 
@@ -160,7 +161,7 @@ def probe_ray_nodes(
             break
         assert time.monotonic() < deadline, f"probe pod still {phase}"
         time.sleep(2)
-    log = pod_log(cluster, namespace, name)
+    log = pod_log(cluster.kube, namespace, name)
     cluster.kube.request("DELETE", path)
     assert phase == "Succeeded", f"the probe pod failed:\n{log[-3000:]}"
     line = next((x for x in log.splitlines() if x.startswith(PROBE_MARK)), None)
@@ -180,7 +181,9 @@ def ray_pods_report(cluster: NodeCluster, pods: list[dict[str, Any]]) -> str:
             for c in statuses
             if (t := (c.get("lastState") or {}).get("terminated"))
         ]  # the reason says OOMKilled when the memory limit ended the container
-        previous = pod_log(cluster, namespace, name, previous=True)[-2000:] if any(restarts) else ""
+        previous = (
+            pod_log(cluster.kube, namespace, name, previous=True)[-2000:] if any(restarts) else ""
+        )
         parts.append(
             f"=== {name} restarts={restarts} last ended={ended}\n{previous}\n"
             f"{ray_session_logs(cluster, pod, 1500)}"

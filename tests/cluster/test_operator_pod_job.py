@@ -21,7 +21,7 @@ from tests.cluster.chart_release import install_chart, ready_operator
 from tests.cluster.kuberay_rayjob_pods import PodsRayJobStandIn
 from tests.cluster.node_cluster import NodeCluster
 from tests.cluster.ray_job_spec import HEAD_MEMORY, WORKER_MEMORY, WORKERS, s3_job_spec
-from tests.cluster.ray_pods import pods_memory_mb, trainer_image
+from tests.cluster.ray_pods import pod_log, pods_memory_mb, trainer_image
 from tests.fixtures.services import MlflowService
 
 pytestmark = pytest.mark.cluster
@@ -83,12 +83,7 @@ def _operator_log(node_cluster: NodeCluster, namespace: str) -> str:
         "GET",
         f"/api/v1/namespaces/{namespace}/pods?labelSelector=app.kubernetes.io/component=operator",
     ).body["items"]
-    logs = []
-    for pod in pods:
-        path = f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log"
-        body = node_cluster.kube.request("GET", path).body
-        logs.append(body if isinstance(body, str) else str(body))
-    return "\n".join(logs)
+    return "\n".join(pod_log(node_cluster.kube, namespace, p["metadata"]["name"]) for p in pods)
 
 
 @pytest.fixture(scope="module")
