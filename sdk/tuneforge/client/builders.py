@@ -172,6 +172,29 @@ def dreambooth_job(
     )
 
 
+def _token_inputs(
+    dataset: str | Path,
+    placeholder_token: str,
+    initializer_token: str,
+    num_vectors: int,
+    instance_prompt: str | None,
+    resolution: int,
+) -> tuple[DatasetSpec, TextualInversionSpec]:
+    """The dataset (prompt defaults to `a photo of <token>`) and the new tokens of a job that
+    learns `placeholder_token` (textual inversion and pivotal tuning)."""
+    dataset_spec = DatasetSpec(
+        uri=_uri(dataset),
+        instance_prompt=instance_prompt or f"a photo of {placeholder_token}",
+        resolution=resolution,
+    )
+    tokens = TextualInversionSpec(
+        placeholder_token=placeholder_token,
+        initializer_token=initializer_token,
+        num_vectors=num_vectors,
+    )
+    return dataset_spec, tokens
+
+
 def textual_inversion_job(
     name: str,
     dataset: str | Path,
@@ -193,14 +216,13 @@ def textual_inversion_job(
     labels: dict[str, str] | None = None,
 ) -> FineTuneJob:
     """A textual-inversion job learning `placeholder_token` (prompt defaults to `a photo of <token>`)."""
+    dataset_spec, tokens = _token_inputs(
+        dataset, placeholder_token, initializer_token, num_vectors, instance_prompt, resolution
+    )
     return _job(
         name,
         Method.TEXTUAL_INVERSION,
-        dataset=DatasetSpec(
-            uri=_uri(dataset),
-            instance_prompt=instance_prompt or f"a photo of {placeholder_token}",
-            resolution=resolution,
-        ),
+        dataset=dataset_spec,
         base_model=base_model,
         registered_model=registered_model,
         alias=alias,
@@ -210,13 +232,7 @@ def textual_inversion_job(
         resources=resources,
         validation_prompts=validation_prompts,
         labels=labels,
-        extra_spec={
-            "textual_inversion": TextualInversionSpec(
-                placeholder_token=placeholder_token,
-                initializer_token=initializer_token,
-                num_vectors=num_vectors,
-            )
-        },
+        extra_spec={"textual_inversion": tokens},
     )
 
 
@@ -250,14 +266,13 @@ def pivotal_job(
     same); the first `embedding_warmup_steps` steps train only the embeddings. The prompt
     defaults to `a photo of <token>`.
     """
+    dataset_spec, tokens = _token_inputs(
+        dataset, placeholder_token, initializer_token, num_vectors, instance_prompt, resolution
+    )
     return _job(
         name,
         Method.PIVOTAL,
-        dataset=DatasetSpec(
-            uri=_uri(dataset),
-            instance_prompt=instance_prompt or f"a photo of {placeholder_token}",
-            resolution=resolution,
-        ),
+        dataset=dataset_spec,
         base_model=base_model,
         registered_model=registered_model,
         alias=alias,
@@ -268,11 +283,7 @@ def pivotal_job(
         validation_prompts=validation_prompts,
         labels=labels,
         extra_spec={
-            "textual_inversion": TextualInversionSpec(
-                placeholder_token=placeholder_token,
-                initializer_token=initializer_token,
-                num_vectors=num_vectors,
-            ),
+            "textual_inversion": tokens,
             "lora": LoraSpec(rank=rank, alpha=alpha),
             "pivotal": PivotalSpec(
                 embedding_learning_rate=embedding_learning_rate,
