@@ -8,18 +8,21 @@ values hold that fraction of ‖ΔW‖²_F. With U_k Σ_k V_kᵀ kept, `up = U_k
 `down = √Σ_k V_kᵀ` (scale 1), and the layer's relative reconstruction error is
 ‖ΔW − U_k Σ_k V_kᵀ‖_F / ‖ΔW‖_F.
 
-Only layers serving's LoRA slots carry are extracted: the attention projections
-(`DEFAULT_LORA_TARGETS` in the UNet, `DEFAULT_TEXT_ENCODER_LORA_TARGETS` in the text
-encoder). Every other changed weight (convolutions, feed-forward and other Linear layers,
-norms, biases, embeddings) is left out and listed in the report with why and how large its
-change was. The LoRA is written by the SDK's canonical writer (`write_canonical`: peft
-`lora_A`/`lora_B` keys, zero-padded to one rank).
+Every layer serving's LoRA slots carry is extracted: by default those are every Linear and
+Conv2d of the UNet and the text encoder (LoCon), so every trained weight of those layers is,
+attention, feed-forward, `proj_in`/`proj_out`, time embedding, ResNet convolutions, samplers,
+`conv_in`/`conv_out` alike. Biases, norms and embeddings are not a LoRA's: they are left out
+and listed in the report with why and how large their change was. The LoRA is written by the
+SDK's canonical writer (`write_canonical`: peft `lora_A`/`lora_B` keys, a conv's A as
+(r, in, kh, kw) and B as (out, r, 1, 1), zero-padded to one rank), the file `adapters import`
+writes for a kohya LoCon, which plain diffusers `load_lora_weights` reads too.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -28,14 +31,12 @@ from typing import Any
 
 import torch
 
-from tuneforge.adapters.lora_convert import LoraModules, LoraPair, write_canonical
+from tuneforge.adapters.importer import ALL_LAYERS, SERVING_LARGEST_RANK, _slot_target
+from tuneforge.adapters.lora_convert import COMPONENTS, LoraModules, LoraPair, write_canonical
 from tuneforge.api import ExtractLoraSpec
-from tuneforge.contract import (
-    DEFAULT_LORA_TARGETS,
-    DEFAULT_TEXT_ENCODER_LORA_TARGETS,
-    LORA_WEIGHTS,
-    LoraSection,
-)
+from tuneforge.contract import LORA_WEIGHTS, LoraSection
+
+logger = logging.getLogger(__name__)
 
 EXTRACTED_LORA_DIR = "extracted_lora"
 """Checkpoint subfolder holding the extracted LoRA and its manifest (registered as is)."""
@@ -43,11 +44,9 @@ EXTRACTION_REPORT_DIR = "lora_extraction"
 """Checkpoint subfolder (and run artifact folder) with the per-layer report."""
 REPORT_JSON = "layers.json"
 REPORT_CSV = "layers.csv"
-SERVED_TARGETS: Mapping[str, tuple[str, ...]] = {
-    "unet": tuple(DEFAULT_LORA_TARGETS),
-    "text_encoder": tuple(DEFAULT_TEXT_ENCODER_LORA_TARGETS),
-}
-"""Per component, the module names serving's LoRA slots carry (Linear layers)."""
+EMBEDDING_SUFFIX = "embedding"
+"""How SD's `nn.Embedding` modules are named (`token_embedding`, `position_embedding`): the
+only 2-d weights of the UNet and text encoder that are not a Linear's."""
 
 
 @dataclass(frozen=True)
@@ -136,24 +135,23 @@ class Extraction:
         }
 
 
-def served_module(name: str) -> tuple[str, str, str] | None:
-    """`(component, module path, target)` when parameter `name` (`unet.….to_q.weight`) is a
-    weight serving's LoRA slots carry; else None."""
+def served_module(name: str, ndim: int) -> tuple[str, str] | None:
+    """`(component, module path)` when parameter `name` (`unet.….conv1.weight`) of `ndim`
+    dimensions is a Linear's (2) or Conv2d's (4) weight, the layers serving's slots carry."""
     component, _, rest = name.partition(".")
-    if not rest.endswith(".weight") or component not in SERVED_TARGETS:
+    if not rest.endswith(".weight") or component not in COMPONENTS or ndim not in (2, 4):
         return None
     module = rest.removesuffix(".weight")
-    for target in SERVED_TARGETS[component]:
-        if module == target or module.endswith(f".{target}"):
-            return component, module, target
-    return None
+    if ndim == 2 and module.endswith(EMBEDDING_SUFFIX):
+        return None
+    return component, module
 
 
 def _left_out_reason(name: str, tensor: torch.Tensor) -> str:
-    if tensor.ndim == 4:
-        return "Conv2d: serving's LoRA slots hold Linear layers only (no LoCon yet)"
+    if name.partition(".")[0] not in COMPONENTS:
+        return f"not in the {' or '.join(COMPONENTS)}: serving's LoRA slots are on those only"
     if tensor.ndim == 2 and name.endswith(".weight"):
-        return "not among serving's LoRA target modules (Linear or embedding)"
+        return "embedding: serving's LoRA slots hold Linear and Conv2d layers only"
     return "bias or norm: a LoRA changes weight matrices only"
 
 
@@ -170,20 +168,19 @@ def extract(
         )
         norm = float(torch.linalg.vector_norm(delta))
         report = LayerReport(name, list(delta.shape), norm, extracted=False)
-        served = served_module(name) if delta.ndim == 2 else None
+        served = served_module(name, delta.ndim)
         if served is None:
             report.reason = _left_out_reason(name, delta)
         else:
             factors = low_rank(delta, spec.rank, spec.energy)
-            component, module, _ = served
-            extraction.modules.pairs[(component, module)] = LoraPair(factors.down, factors.up)
+            extraction.modules.pairs[served] = LoraPair(factors.down, factors.up)
             report.extracted, report.rank = True, factors.rank
             report.relative_error = factors.relative_error
         extraction.layers.append(report)
     if not extraction.modules.pairs:
         raise ValueError(
-            "dreambooth.extractLora: the job trained none of the layers serving's LoRA slots "
-            f"carry ({dict(SERVED_TARGETS)})"
+            "dreambooth.extractLora: the job trained no Linear or Conv2d weight of the "
+            f"{' or '.join(COMPONENTS)}, the layers serving's LoRA slots carry"
         )
     return extraction
 
@@ -192,16 +189,22 @@ def write_extraction(extraction: Extraction, out_dir: Path) -> LoraSection:
     """Write the canonical `pytorch_lora_weights.safetensors`; returns its manifest section."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rank = write_canonical(extraction.modules, out_dir / LORA_WEIGHTS)
+    if rank > SERVING_LARGEST_RANK:
+        logger.warning(
+            "dreambooth.extractLora: the extracted LoRA has rank %d, above serving's default "
+            "largest slot rank %d: a server needs a hotswap.rankBuckets entry of at least %d",
+            rank,
+            SERVING_LARGEST_RANK,
+            rank,
+        )
     pairs = extraction.modules.pairs
-    targets = set()
-    for component, module in pairs:
-        served = served_module(f"{component}.{module}.weight")
-        if component == "unet" and served is not None:
-            targets.add(served[2])
+    targets = {
+        _slot_target(module, (ALL_LAYERS,)) for component, module in pairs if component == "unet"
+    }
     return LoraSection(
         rank=rank,
         alpha=float(rank),
-        target_modules=[t for t in DEFAULT_LORA_TARGETS if t in targets],
+        target_modules=sorted(t for t in targets if t is not None),
         text_encoder=any(component == "text_encoder" for component, _ in pairs),
     )
 
