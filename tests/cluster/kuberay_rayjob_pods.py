@@ -29,12 +29,33 @@ from tests.cluster.kuberay_raycluster import AUTH_TOKEN_KEY, DASHBOARD_PORT, Ray
 from tests.cluster.kuberay_submitter import dashboard_url, submitter_job
 from tests.cluster.ray_job_spec import fit_cpu_to_node
 from tests.cluster.ray_pods import pod_log
+from tests.fixtures._kube_cluster import KubeCluster
 from tests.fixtures.kuberay_standin import KubeRayStandIn
 
 
-def _ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Running with every container ready."""
     statuses = pod["status"].get("containerStatuses") or []
     return pod["status"].get("phase") == "Running" and all(s.get("ready") for s in statuses)
+
+
+def cluster_token(kube: KubeCluster, cluster: RayClusterStandIn) -> str:
+    """The cluster's Ray auth token, from the Secret KubeRay made for it."""
+    path = f"/api/v1/namespaces/{cluster.namespace}/secrets/{cluster.name}"
+    secret = kube.request("GET", path).body
+    return base64.b64decode(secret["data"][AUTH_TOKEN_KEY]).decode()
+
+
+def dashboard_healthy(kube: KubeCluster, cluster: RayClusterStandIn, head_ip: str) -> bool:
+    """The head's dashboard answers `/api/gcs_healthz` (with the cluster's token)."""
+    request = urllib.request.Request(f"http://{head_ip}:{DASHBOARD_PORT}/api/gcs_healthz")
+    if cluster.auth:
+        request.add_header("Authorization", f"Bearer {cluster_token(kube, cluster)}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return b"success" in response.read()
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 @dataclass
@@ -62,24 +83,10 @@ class PodsRayJobStandIn(KubeRayStandIn):
         expected = 1 + sum(
             int(g.get("replicas", 1)) for g in cluster.spec.get("workerGroupSpecs", [])
         )
-        if len(pods) != expected or not all(_ready(p) for p in pods):
+        if len(pods) != expected or not all(pod_ready(p) for p in pods):
             return False
         (head,) = [p for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "head"]
-        return self._dashboard_healthy(cluster, head["status"]["podIP"])
-
-    def _dashboard_healthy(self, cluster: RayClusterStandIn, head_ip: str) -> bool:
-        request = urllib.request.Request(f"http://{head_ip}:{DASHBOARD_PORT}/api/gcs_healthz")
-        if cluster.auth:
-            secret = self.kube.request(
-                "GET", f"/api/v1/namespaces/{self.namespace}/secrets/{cluster.name}"
-            ).body
-            token = base64.b64decode(secret["data"][AUTH_TOKEN_KEY]).decode()
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=3) as response:
-                return b"success" in response.read()
-        except (OSError, urllib.error.URLError):
-            return False
+        return dashboard_healthy(self.kube, cluster, head["status"]["podIP"])
 
     def _launch(self, rayjob: dict[str, Any]) -> None:
         name = rayjob["metadata"]["name"]
