@@ -2,7 +2,7 @@
 
 For every weight a full DreamBooth trained, the change ΔW = trained − base is flattened to a
 matrix (Linear: as is; Conv2d: (out, in·kh·kw), 1x1 and 3x3 alike, as kohya-ss'
-`extract_lora_from_models.py` does) and factored with `torch.linalg.svd` on the CPU in fp32.
+`extract_lora_from_models.py` does) and factored by its SVD on the CPU in fp64 (`low_rank`).
 `rank` keeps that many singular directions; `energy` keeps the fewest whose squared singular
 values hold that fraction of ‖ΔW‖²_F. With U_k Σ_k V_kᵀ kept, `up = U_k √Σ_k` and
 `down = √Σ_k V_kᵀ` (scale 1), and the layer's relative reconstruction error is
@@ -77,16 +77,30 @@ def kept_rank(singular: torch.Tensor, rank: int | None, energy: float | None) ->
 
 
 def low_rank(delta: torch.Tensor, rank: int | None = None, energy: float | None = None) -> LowRank:
-    """Factor one weight change (Linear or Conv2d) by SVD on the CPU in fp32."""
-    matrix = delta.detach().to("cpu", torch.float32).reshape(delta.shape[0], -1)
-    u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    k = kept_rank(s, rank, energy)
-    root = s[:k].sqrt()
-    up = u[:, :k] * root
-    down = root[:, None] * vh[:k]
+    """Factor one weight change (Linear or Conv2d) by its SVD, on the CPU in fp64.
+
+    The singular values and the vectors of the smaller side come from `eigh` of the smaller
+    Gram matrix (p x p, p = min(out, in·kh·kw)); the other side's are ΔW's projection on them.
+    The same factors as `torch.linalg.svd`, but one BLAS-3 product and a p x p eigenproblem
+    instead of a bidiagonalisation: SD 1.5's (1280, 23040) convs take seconds, not minutes.
+    In fp64 an eigenvalue's error is ~1e-16·σ₁², so σ is exact far below fp32's resolution.
+    """
+    matrix = delta.detach().to("cpu", torch.float64).reshape(delta.shape[0], -1)
+    wide = matrix.shape[0] <= matrix.shape[1]
+    short = matrix if wide else matrix.T
+    eigenvalues, vectors = torch.linalg.eigh(short @ short.T)  # ascending
+    singular = eigenvalues.flip(0).clamp_min(0.0).sqrt()
+    k = kept_rank(singular, rank, energy)
+    basis = vectors.flip(1)[:, :k]
+    root = singular[:k].sqrt()
+    inverse = torch.where(root > 0, root, torch.inf).reciprocal()  # 0 for a null direction
+    near = basis * root
+    far = (inverse[:, None] * basis.T) @ short  # √Σ_k times the other side's vectors
+    up, down = (near, far) if wide else (far.T, near.T)
     norm = float(torch.linalg.matrix_norm(matrix))
     residual = float(torch.linalg.matrix_norm(matrix - up @ down))
     error = residual / norm if norm > 0 else 0.0
+    up, down = up.float(), down.float()
     if delta.ndim == 4:
         down = down.reshape(k, *delta.shape[1:])
         up = up.reshape(delta.shape[0], k, 1, 1)

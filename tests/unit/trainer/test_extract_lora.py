@@ -94,21 +94,23 @@ def test_convolutions_are_flattened_and_reshaped_back(kernel: int) -> None:
 def test_a_conv_change_at_full_rank_is_rebuilt_exactly(kernel: int, stride: int) -> None:
     """Full rank (min(out, in·kh·kw)) keeps every direction: the LoRA conv pair (A with the
     layer's kernel, stride and padding, then B 1x1, as peft's and serving's LoCon layers run
-    it) applies ΔW itself. fp32 SVD is backward stable, ‖U Σ Vᵀ − ΔW‖_F ≲ p(n)·ε·‖ΔW‖_F with
-    ε = 1.2e-7; measured about 1e-6 relative here, so 1e-5 (≈ 100 ε) allows for the BLAS."""
+    it) applies ΔW itself. The factorisation runs in fp64 (error measured 1.6e-15, asserted
+    1e-12); the factors are stored in fp32, each entry rounded by ≤ ε = 6e-8, so a sum of
+    k ≤ 24 products is off by ≲ k·ε = 1.4e-6 at worst (measured 1e-7 for the weight, 4e-7
+    of the output's peak): 2e-6."""
     generator = torch.Generator().manual_seed(7)
     delta = torch.randn(24, 16, kernel, kernel, generator=generator)  # full rank, flat spectrum
     full = min(24, 16 * kernel * kernel)
     factors = low_rank(delta, rank=full)
-    assert factors.rank == full and factors.relative_error < 1e-5
+    assert factors.rank == full and factors.relative_error < 1e-12
     rebuilt = (factors.up.flatten(1) @ factors.down.flatten(1)).reshape(delta.shape)
-    assert float(torch.linalg.vector_norm(rebuilt - delta) / torch.linalg.vector_norm(delta)) < 1e-5
+    assert float(torch.linalg.vector_norm(rebuilt - delta) / torch.linalg.vector_norm(delta)) < 2e-6
     x = torch.randn(2, 16, 9, 9, generator=generator)
     conv = torch.nn.functional.conv2d
     pad = kernel // 2
     through_lora = conv(conv(x, factors.down, stride=stride, padding=pad), factors.up)
     direct = conv(x, delta, stride=stride, padding=pad)
-    assert float((through_lora - direct).abs().max() / direct.abs().max()) < 1e-5
+    assert float((through_lora - direct).abs().max() / direct.abs().max()) < 2e-6
 
 
 def test_every_linear_and_conv_is_extracted_and_the_rest_reported(tmp_path: Path) -> None:
