@@ -8,11 +8,11 @@ values hold that fraction of ‖ΔW‖²_F. With U_k Σ_k V_kᵀ kept, `up = U_k
 `down = √Σ_k V_kᵀ` (scale 1), and the layer's relative reconstruction error is
 ‖ΔW − U_k Σ_k V_kᵀ‖_F / ‖ΔW‖_F.
 
-Every layer serving's LoRA slots carry is extracted: by default those are every Linear and
-Conv2d of the UNet and the text encoder (LoCon), so every trained weight of those layers is,
-attention, feed-forward, `proj_in`/`proj_out`, time embedding, ResNet convolutions, samplers,
-`conv_in`/`conv_out` alike. Biases, norms and embeddings are not a LoRA's: they are left out
-and listed in the report with why and how large their change was. The LoRA is written by the
+Every layer serving's LoRA slots carry (by default every Linear and Conv2d of the UNet and
+the text encoder: a LoCon) is extracted: attention, feed-forward, `proj_in`/`proj_out`, time
+embedding, ResNet convolutions, samplers, `conv_in`/`conv_out`. Biases and norms (not a
+LoRA's) and embeddings (no slot) are left out and listed in the report with why and how large
+their change was. The LoRA is written by the
 SDK's canonical writer (`write_canonical`: peft `lora_A`/`lora_B` keys, a conv's A as
 (r, in, kh, kw) and B as (out, r, 1, 1), zero-padded to one rank), the file `adapters import`
 writes for a kohya LoCon, which plain diffusers `load_lora_weights` reads too.
