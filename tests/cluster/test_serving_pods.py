@@ -17,6 +17,7 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,6 +89,13 @@ def serving_values(serving: Any) -> dict[str, Any]:
                        "tolerations": [], "resources": resources, "shmSizeLimit": "1Gi",
                        "cacheSizeLimit": "2Gi"},
     }  # fmt: skip
+
+
+def pod_memory_mb(node_cluster: NodeCluster, pod: dict[str, Any]) -> int:
+    """Memory in use by one pod now (its memory cgroup under the node's), in MB; -1 if absent."""
+    root = Path("/sys/fs/cgroup/memory") / node_cluster.cgroup_name
+    found = list(root.glob(f"**/pod{pod['metadata']['uid']}/memory.usage_in_bytes"))
+    return int(found[0].read_text()) // 10**6 if found else -1
 
 
 @dataclass
@@ -189,9 +197,17 @@ def test_the_rayservice_runs_on_serving_pods(served: Served, node_cluster: NodeC
     assert sorted(p["metadata"]["labels"]["ray.io/node-type"] for p in pods) == ["head", "worker"]
     assert all(p["spec"]["containers"][0]["image"] == image for p in pods)
     assert status["numServeEndpoints"] >= 1, status
+    endpoints = served.standin.serve_endpoints()
+    by_ip = {p["status"]["podIP"]: p for p in pods}
+    assert endpoints and set(endpoints) <= set(by_ip), (endpoints, sorted(by_ip))
+    for pod in pods:
+        labels = pod["metadata"]["labels"]
+        print(f"{pod['metadata']['name']}: {labels['ray.io/node-type']} ray.io/serve="
+              f"{labels.get('ray.io/serve')} endpoint={pod['status']['podIP'] in endpoints} "
+              f"memory {pod_memory_mb(node_cluster, pod)} MB")  # fmt: skip
 
 
-def test_the_served_adapter_changes_the_image(served: Served) -> None:
+def test_the_served_adapter_changes_the_image(served: Served, node_cluster: NodeCluster) -> None:
     """Through the serve Service: PNGs, repeatable per seed, and the adapter changes them."""
     started = time.monotonic()
     base, _ = _generate(served.url, [])
@@ -199,7 +215,8 @@ def test_the_served_adapter_changes_the_image(served: Served) -> None:
     tuned, response = _generate(served.url, adapter)
     base_again, _ = _generate(served.url, [])
     tuned_again, _ = _generate(served.url, adapter)
-    print(f"four generate calls through {served.url} took {time.monotonic() - started:.1f} s")
+    print(f"four generate calls through {served.url} took {time.monotonic() - started:.1f} s; "
+          f"pods use {pods_memory_mb(node_cluster)} MB")  # fmt: skip
     version = (served.job.job.get("status") or {}).get("mlflow", {}).get("modelVersion")
     assert response.headers["x-adapters"] == f"{REGISTERED_MODEL}/{version}"
     assert np.array_equal(base, base_again), "the base image is not repeatable under one seed"
