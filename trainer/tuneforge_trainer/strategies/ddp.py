@@ -76,8 +76,16 @@ class DdpStrategy(TrainingStrategy):
         self.optimizer.zero_grad(set_to_none=True)
 
     def unwrapped(self) -> nn.Module:
-        """The model inside DDP."""
-        return self.accelerator.unwrap_model(self.model)  # type: ignore[no-any-return]
+        """The model inside DDP (the model itself with one process).
+
+        Not `accelerator.unwrap_model`: that imports DeepSpeed whenever it is installed, to
+        test for its engine (3 s of CPU and a "Setting accelerator to CPU" warning in every
+        DDP job's log); `prepare` wraps in torch's DDP only.
+        """
+        model = self.model
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.module
+        return model
 
     def full_state_dict(self, names: list[str]) -> dict[str, torch.Tensor]:
         """Every rank holds everything: rank 0 copies the trained tensors."""
