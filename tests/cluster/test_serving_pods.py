@@ -13,7 +13,6 @@ MLflow, downloaded from S3 by the replica) changes it.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from tests.cluster.operator_pod_job import FinishedJob, chart_values, finetunejo
 from tests.cluster.pod_services import MODEL_URI
 from tests.cluster.ray_pods import pods_memory_mb, ray_pods_report, trainer_image
 from tests.fixtures.services import MlflowService
+from tests.fixtures.serving import generate_png
 
 pytestmark = pytest.mark.cluster
 
@@ -168,19 +168,9 @@ def served(
 
 
 def _generate(url: str, adapters: list[dict[str, Any]]) -> tuple[np.ndarray, httpx.Response]:
-    from PIL import Image
-
     body = {"prompt": PROMPT, "seed": SEED, "steps": 4, "width": 64, "height": 64,
             "adapters": adapters}  # fmt: skip
-    response = httpx.post(
-        f"{url}/v1/generate", json=body, headers={"Accept": "image/png"}, timeout=300
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
-    pixels = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)
-    assert pixels.shape == (64, 64, 3)
-    return pixels, response
+    return generate_png(url, body, timeout_s=300)
 
 
 def test_the_rayservice_runs_on_serving_pods(served: Served, node_cluster: NodeCluster) -> None:

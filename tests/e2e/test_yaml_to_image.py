@@ -23,7 +23,6 @@ See docs/e2e.md. Slow (minutes): one Ray Train fit and one Serve application.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from tests.e2e.training import TrainedJob, train_example_job
 from tests.fixtures._kube_cluster import KubeCluster
 from tests.fixtures._kube_rest import KubeRest
 from tests.fixtures._procs import free_port
+from tests.fixtures.serving import generate_png
 
 pytestmark = [
     pytest.mark.e2e,
@@ -191,25 +191,9 @@ def test_example_job_trains_and_registers(
 
 
 def _generate(url: str, adapters: list[dict[str, Any]]) -> tuple[np.ndarray, httpx.Response]:
-    from PIL import Image
-
-    body = {
-        "prompt": PROMPT,
-        "seed": SEED,
-        "steps": 4,
-        "width": 64,
-        "height": 64,
-        "adapters": adapters,
-    }
-    response = httpx.post(
-        f"{url}/v1/generate", json=body, headers={"Accept": "image/png"}, timeout=180
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "image/png"
-    assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
-    pixels = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)
-    assert pixels.shape == (64, 64, 3)
-    return pixels, response
+    body = {"prompt": PROMPT, "seed": SEED, "steps": 4, "width": 64, "height": 64,
+            "adapters": adapters}  # fmt: skip
+    return generate_png(url, body, timeout_s=180)
 
 
 def test_served_adapter_changes_the_image(trained: TrainedJob, serving_url: str) -> None:
