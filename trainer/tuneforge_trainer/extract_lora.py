@@ -31,8 +31,13 @@ from typing import Any
 
 import torch
 
-from tuneforge.adapters.importer import ALL_LAYERS, SERVING_LARGEST_RANK, _slot_target
-from tuneforge.adapters.lora_convert import COMPONENTS, LoraModules, LoraPair, write_canonical
+from tuneforge.adapters.importer import SERVING_LARGEST_RANK
+from tuneforge.adapters.lora_convert import (
+    COMPONENTS,
+    LoraModules,
+    LoraPair,
+    write_canonical_section,
+)
 from tuneforge.api import ExtractLoraSpec
 from tuneforge.contract import LORA_WEIGHTS, LoraSection
 
@@ -203,25 +208,16 @@ def extract(
 def write_extraction(extraction: Extraction, out_dir: Path) -> LoraSection:
     """Write the canonical `pytorch_lora_weights.safetensors`; returns its manifest section."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rank = write_canonical(extraction.modules, out_dir / LORA_WEIGHTS)
-    if rank > SERVING_LARGEST_RANK:
+    section = write_canonical_section(extraction.modules, out_dir / LORA_WEIGHTS)
+    if section.rank > SERVING_LARGEST_RANK:
         logger.warning(
             "dreambooth.extractLora: the extracted LoRA has rank %d, above serving's default "
             "largest slot rank %d: a server needs a hotswap.rankBuckets entry of at least %d",
-            rank,
+            section.rank,
             SERVING_LARGEST_RANK,
-            rank,
+            section.rank,
         )
-    pairs = extraction.modules.pairs
-    targets = {
-        _slot_target(module, (ALL_LAYERS,)) for component, module in pairs if component == "unet"
-    }
-    return LoraSection(
-        rank=rank,
-        alpha=float(rank),
-        target_modules=sorted(t for t in targets if t is not None),
-        text_encoder=any(component == "text_encoder" for component, _ in pairs),
-    )
+    return section
 
 
 def write_report(extraction: Extraction, spec: ExtractLoraSpec, folder: Path) -> Path:

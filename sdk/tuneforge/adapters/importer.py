@@ -19,7 +19,14 @@ from pathlib import Path
 from tuneforge.adapters.base_shapes import BaseShapes, ShapeMismatch
 from tuneforge.adapters.embeddings import check_dim, read_embeddings, write_embeddings
 from tuneforge.adapters.layouts import AdapterFormatError, Layout, detect_layout
-from tuneforge.adapters.lora_convert import LoraModules, LoraPair, read_lora, write_canonical
+from tuneforge.adapters.lora_convert import (
+    ALL_LAYERS,
+    LoraModules,
+    LoraPair,
+    read_lora,
+    slot_target,
+    write_canonical_section,
+)
 from tuneforge.base_fingerprint import base_model_fingerprint
 from tuneforge.base_model import ResolvedBaseModel, resolve_base_model
 from tuneforge.contract import (
@@ -40,8 +47,6 @@ IMPORT_EXPERIMENT = "tuneforge-imports"
 """MLflow experiment that holds one run per import."""
 
 
-ALL_LAYERS = "all"
-"""Serving's target list meaning every Linear and Conv2d layer (its default)."""
 SERVING_LARGEST_RANK = 64
 """The largest of serving's default `hotswap.rankBuckets` (16, 64)."""
 
@@ -131,7 +136,6 @@ def _convert_lora(
 ) -> LoraSection:
     modules = read_lora(source, layout)
     canonical = LoraModules()
-    found_targets: set[str] = set()
     for (component, module), pair in sorted(modules.pairs.items()):
         where = f"{source.name}: {component}.{module}"
         rank = int(pair.down.shape[0])
@@ -140,8 +144,7 @@ def _convert_lora(
         except ShapeMismatch as error:
             raise AdapterFormatError(f"{source.name}: {error}") from error
         targets = limits.unet_targets if component == "unet" else limits.text_encoder_targets
-        target = _slot_target(module, targets)
-        if target is None:
+        if slot_target(module, targets) is None:
             raise AdapterFormatError(
                 f"{where} has no serving LoRA slot: serving's slots hold {component} modules "
                 f"{list(targets)} (hotswap.{_limit_name(component)})"
@@ -152,29 +155,13 @@ def _convert_lora(
                 f"is {limits.max_rank} (hotswap.rankBuckets); give the server a larger bucket "
                 "and pass --max-rank"
             )
-        if component == "unet":
-            found_targets.add(target)
         canonical.pairs[(component, shapes.module_path(component, module))] = pair
-    rank = write_canonical(canonical, out_dir / LORA_WEIGHTS)
-    return LoraSection(
-        rank=rank,
-        alpha=float(rank),
-        target_modules=sorted(found_targets) or list(limits.unet_targets),
-        text_encoder=any(component == "text_encoder" for component, _ in canonical.pairs),
-    )
+    return write_canonical_section(canonical, out_dir / LORA_WEIGHTS, limits.unet_targets)
 
 
 def _update_shape(pair: LoraPair) -> tuple[int, ...]:
     """The shape of `up @ down`: (out, in) for a Linear, (out, in, kh, kw) for a Conv2d."""
     return (int(pair.up.shape[0]), *(int(n) for n in pair.down.shape[1:]))
-
-
-def _slot_target(module: str, targets: tuple[str, ...]) -> str | None:
-    """The target name serving's slots hold `module` under (its leaf name for `all`)."""
-    if ALL_LAYERS in targets:
-        parts = module.split(".")
-        return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
-    return next((t for t in targets if module == t or module.endswith(f".{t}")), None)
 
 
 def _limit_name(component: str) -> str:

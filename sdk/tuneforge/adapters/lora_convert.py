@@ -18,13 +18,17 @@ import importlib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuneforge.adapters.layouts import AdapterFormatError, Layout
+from tuneforge.contract import LoraSection
 
 COMPONENTS = ("unet", "text_encoder")
+ALL_LAYERS = "all"
+"""A slot target list entry meaning every Linear and Conv2d layer (serving's default)."""
 _KOHYA_TEXT_ENCODER = "lora_te1_"
 """The prefix diffusers' `convert_state_dict_to_kohya` gives text-encoder keys."""
 
@@ -176,6 +180,31 @@ def write_canonical(modules: LoraModules, path: Path) -> int:
         tensors[f"{component}.{module}.lora_B.weight"] = up.contiguous()
     save_file(tensors, str(path))
     return rank
+
+
+def slot_target(module: str, targets: Sequence[str]) -> str | None:
+    """The target name serving's slots hold `module` under (its leaf name for `all`), or None."""
+    if ALL_LAYERS in targets:
+        parts = module.split(".")
+        return ".".join(parts[-2:]) if parts[-1].isdigit() and len(parts) > 1 else parts[-1]
+    return next((t for t in targets if module == t or module.endswith(f".{t}")), None)
+
+
+def write_canonical_section(
+    modules: LoraModules, path: Path, unet_targets: Sequence[str] = (ALL_LAYERS,)
+) -> LoraSection:
+    """Write `modules` canonically (`write_canonical`); returns their manifest section: the
+    rank (alpha = rank: scales are folded in), the UNet modules' slot target names under
+    `unet_targets` (those targets when no UNet module), and whether the text encoder has any."""
+    rank = write_canonical(modules, path)
+    found = {slot_target(module, unet_targets) for component, module in modules.pairs
+             if component == "unet"}  # fmt: skip
+    return LoraSection(
+        rank=rank,
+        alpha=float(rank),
+        target_modules=sorted(t for t in found if t is not None) or list(unet_targets),
+        text_encoder=any(component == "text_encoder" for component, _ in modules.pairs),
+    )
 
 
 def to_kohya(weights: Path, manifest_alpha: float) -> dict[str, Any]:
