@@ -7,14 +7,27 @@ publishes it with one rename; the loser of a race discards its copy and uses the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from tuneforge.assets.demo_subject import (
+    DEMO_SUBJECT_COUNT,
+    DEMO_SUBJECT_KIND,
+    DEMO_SUBJECT_VERSION,
+    build_demo_subject,
+)
 from tuneforge.assets.tiny_dataset import (
     TINY_DATASET_VERSION,
     build_tiny_dataset,
     tiny_dataset_info,
 )
 from tuneforge.assets.tiny_model import TINY_MODEL_VERSION, build_tiny_model, tiny_model_info
+from tuneforge.assets.tiny_pretrained import (
+    DEFAULT_STEPS,
+    PRETRAINED_KIND,
+    TINY_PRETRAINED_VERSION,
+    build_tiny_pretrained,
+)
 from tuneforge.settings import Settings
 
 CACHE_ENV = "TUNEFORGE_ASSETS_CACHE"
@@ -93,4 +106,68 @@ def cached_heldout_subject(resolution: int = 64, cache_dir: Path | None = None) 
         num_class=0,
         seed=HELDOUT_SEED,
         cache_dir=cache_dir,
+    )
+
+
+def _cached(target: Path, valid: Callable[[], bool], build: Callable[[bool], object]) -> Path:
+    """`target` when `valid()`, else built by `build(overwrite)`; a lost race uses the winner's."""
+    if valid():
+        return target
+    try:
+        # A folder without a valid marker is debris from an older layout: replace it.
+        build(target.exists())
+    except FileExistsError:
+        if not valid():
+            raise
+    return target
+
+
+def cached_tiny_pretrained(
+    seed: int = 0, steps: int = DEFAULT_STEPS, cache_dir: Path | None = None
+) -> Path:
+    """The demo's base: the tiny model pretrained on generic shapes, built on first use.
+
+    `tiny-pretrained-v<N>-s<steps>-seed<seed>`; the first build trains for a minute or two
+    on two threads (docs/assets.md has the measured time). See `tuneforge.assets.tiny_pretrained`.
+    """
+    name = f"tiny-pretrained-v{TINY_PRETRAINED_VERSION}-s{steps}-seed{seed}"
+    target = (cache_dir or assets_cache_dir()) / name
+
+    def valid() -> bool:
+        info = tiny_model_info(target)
+        return (
+            info is not None
+            and info.get("kind") == PRETRAINED_KIND
+            and info.get("builder_version") == TINY_PRETRAINED_VERSION
+        )
+
+    return _cached(
+        target,
+        valid,
+        lambda overwrite: build_tiny_pretrained(
+            target, seed=seed, steps=steps, overwrite=overwrite
+        ),
+    )
+
+
+def cached_demo_subject(
+    count: int = DEMO_SUBJECT_COUNT, seed: int = 0, cache_dir: Path | None = None
+) -> Path:
+    """The demo's close-up subject photos (`tuneforge.assets.demo_subject`), built on first use."""
+    target = (cache_dir or assets_cache_dir()) / (
+        f"demo-subject-v{DEMO_SUBJECT_VERSION}-n{count}-seed{seed}"
+    )
+
+    def valid() -> bool:
+        info = tiny_dataset_info(target)
+        return (
+            info is not None
+            and info.get("kind") == DEMO_SUBJECT_KIND
+            and info.get("builder_version") == DEMO_SUBJECT_VERSION
+        )
+
+    return _cached(
+        target,
+        valid,
+        lambda overwrite: build_demo_subject(target, count=count, seed=seed, overwrite=overwrite),
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.assets.clip_bpe import BOS_TOKEN, EOS_TOKEN, bpe_dir
-from tuneforge.assets.fs import publish_dir, staging_dir
+from tuneforge.assets.fs import publish_dir, quiet_build, staging_dir
 from tuneforge.settings import Settings
 
 TINY_EVALUATORS_VERSION = 1
@@ -45,7 +45,7 @@ def build_tiny_clip(
 ) -> Path:
     """Write a tiny random `CLIPModel` folder (with tokenizer and processor config) to `path`."""
     target = Path(path)
-    with staging_dir(target, overwrite=overwrite) as staging:
+    with staging_dir(target, overwrite=overwrite) as staging, quiet_build():
         _write_clip(staging, seed)
         publish_dir(staging, target, overwrite=overwrite)
     return target
@@ -56,7 +56,7 @@ def build_tiny_dino(
 ) -> Path:
     """Write a tiny random DINO-shaped `ViTModel` folder (with processor config) to `path`."""
     target = Path(path)
-    with staging_dir(target, overwrite=overwrite) as staging:
+    with staging_dir(target, overwrite=overwrite) as staging, quiet_build():
         _write_dino(staging, seed)
         publish_dir(staging, target, overwrite=overwrite)
     return target

@@ -1,4 +1,4 @@
-"""Folder helpers for asset builders: build beside the target, then rename into place."""
+"""Helpers for asset builders: build beside the target, rename into place, save quietly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def is_nonempty_dir(path: Path) -> bool:
@@ -64,3 +65,39 @@ def publish_dir(staging: Path, target: Path, *, overwrite: bool) -> None:
         if is_nonempty_dir(target):
             raise FileExistsError(f"{target} was written by someone else meanwhile") from exc
         raise
+
+
+@contextmanager
+def quiet_build() -> Iterator[None]:
+    """A model build without third-party lines a user cannot act on (each restored after).
+
+    - transformers' "Writing model shards" bar, shown when saving even one tiny file, and
+      diffusers' bars: off (the builders report their own progress).
+    - Importing transformers' models imports accelerate, which imports DeepSpeed, which logs
+      "Setting accelerator to CPU. If you have GPU ... we were unable to detect it" when it
+      has to guess. Where torch sees no CUDA device, `DS_ACCELERATOR=cpu` says it for
+      DeepSpeed (the builders compute on the CPU); the variable is removed again after, so
+      nothing this process starts later inherits it.
+    """
+    import importlib
+
+    import torch
+
+    set_accelerator = "DS_ACCELERATOR" not in os.environ and torch.cuda.device_count() == 0
+    if set_accelerator:
+        os.environ["DS_ACCELERATOR"] = "cpu"
+    diffusers_logging: Any = importlib.import_module("diffusers.utils.logging")
+    transformers_logging: Any = importlib.import_module("transformers.utils.logging")
+    diffusers_on = diffusers_logging.is_progress_bar_enabled()
+    transformers_on = transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if set_accelerator:
+            os.environ.pop("DS_ACCELERATOR", None)
+        if diffusers_on:
+            diffusers_logging.enable_progress_bar()
+        if transformers_on:
+            transformers_logging.enable_progress_bar()

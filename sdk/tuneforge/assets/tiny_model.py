@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.assets.clip_bpe import BOS_TOKEN, EOS_TOKEN, MODEL_MAX_LENGTH, bpe_dir
-from tuneforge.assets.fs import publish_dir, staging_dir
+from tuneforge.assets.fs import publish_dir, quiet_build, staging_dir
 
 TINY_MODEL_VERSION = 1
 """Bumped whenever the builder's output changes (cache keys include it)."""
@@ -98,7 +98,7 @@ def build_tiny_model(
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     target = Path(path)
-    with staging_dir(target, overwrite=overwrite) as staging:
+    with staging_dir(target, overwrite=overwrite) as staging, quiet_build():
         _write_pipeline(staging, seed)
         publish_dir(staging, target, overwrite=overwrite)
     return target
@@ -122,6 +122,11 @@ def tiny_model_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def _write_pipeline(root: Path, seed: int) -> None:
     """Build every component with seeded random weights and save them under `root`."""
+    save_pipeline(root, random_pipeline(seed), seed)
+
+
+def random_pipeline(seed: int) -> Any:
+    """The tiny `StableDiffusionPipeline` with seeded random weights, in memory."""
     import importlib
 
     import torch
@@ -146,7 +151,7 @@ def _write_pipeline(root: Path, seed: int) -> None:
     vae = diffusers.AutoencoderKL(**VAE_CONFIG)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(text_config)
-    pipeline = diffusers.StableDiffusionPipeline(
+    return diffusers.StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -156,16 +161,19 @@ def _write_pipeline(root: Path, seed: int) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def save_pipeline(root: Path, pipeline: Any, seed: int) -> None:
+    """Save `pipeline` (safetensors), the BPE files and the marker under `root`."""
     pipeline.save_pretrained(str(root), safe_serialization=True)
     # Ship the BPE files too, as SD 1.5's tokenizer folder does (older readers need them).
     for name in ("vocab.json", "merges.txt"):
         shutil.copyfile(bpe_dir() / name, root / "tokenizer" / name)
     parameters = {
-        "unet": sum(p.numel() for p in unet.parameters()),
-        "vae": sum(p.numel() for p in vae.parameters()),
-        "text_encoder": sum(p.numel() for p in text_encoder.parameters()),
+        name: sum(p.numel() for p in getattr(pipeline, name).parameters())
+        for name in ("unet", "vae", "text_encoder")
     }
-    _write_marker(root, seed, parameters, vocab_size=len(tokenizer))
+    _write_marker(root, seed, parameters, vocab_size=len(pipeline.tokenizer))
 
 
 def library_versions() -> dict[str, str]:

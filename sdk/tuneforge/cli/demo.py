@@ -1,10 +1,15 @@
 """`tuneforge demo`: the whole journey on this machine, on tiny local assets (what `make demo` runs).
 
-1. build the tiny SD-1.5-shaped model and the synthetic "sks toy" dataset (no downloads);
+1. build the demo's base (the tiny SD-1.5-shaped model with a pooling VAE, pretrained briefly
+   on generic toy shapes: `cached_tiny_pretrained`) and the subject photos (the "sks toy"
+   robot in close-up: `cached_demo_subject`); no downloads, cached after the first run;
 2. train a LoRA on them with the same code as `tuneforge run` (trainer entry point, local
-   Ray, MLflow in a SQLite store under `<output>/state`);
+   Ray, MLflow in a SQLite store under `<output>/state`), with the job's evaluation on the
+   tiny local evaluators;
 3. serve the result with the serving app on an embedded Ray Serve;
-4. generate the same seeded prompt without and with the adapter and write both PNGs.
+4. generate the same prompt and seeds without and with the adapter, write both strips (and
+   4x enlarged copies) and measure how far each image is from the subject photos;
+5. write the compare report (`tuneforge compare`'s HTML page) of the job.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli.demo_output import (
+    DEMO_SEEDS,
+    ENLARGE,
+    evaluation_line,
+    layout_line,
+    with_evaluation,
+    write_report,
+    write_strips,
+)
 from tuneforge.cli.jobs import (
     EXIT_FAILED,
     err,
@@ -30,7 +44,8 @@ from tuneforge.settings import Settings
 DEMO_JOB = "demo-lora"
 DEMO_MODEL = "demo-lora"
 DEMO_ALIAS = "demo"
-DEMO_SEED = 1234
+DEMO_BACKGROUND = "white"
+"""The demo prompt's background (`a photo of sks toy, close-up, on a white background`)."""
 
 
 def _available(module: str) -> bool:
@@ -51,12 +66,19 @@ def demo(
     output: Path = typer.Option(
         Path("demo-output"), "--output", help="Folder for the PNGs and the demo's state."
     ),
-    steps: int = typer.Option(60, "--steps", min=1, help="LoRA training steps."),
+    steps: int = typer.Option(100, "--steps", min=1, help="LoRA training steps."),
+    learning_rate: float = typer.Option(1e-2, "--learning-rate", help="LoRA learning rate."),
     image_steps: int = typer.Option(10, "--image-steps", min=1, help="Denoising steps per image."),
 ) -> None:
-    """Build tiny assets, train a LoRA, serve it, and write one image without and one with it."""
-    from tuneforge.assets import INSTANCE_PROMPT
-    from tuneforge.assets.cache import cached_tiny_dataset, cached_tiny_model
+    """Build tiny assets, train a LoRA, serve it, and show and measure images without and with it."""
+    from tuneforge.assets.cache import (
+        assets_cache_dir,
+        cached_demo_subject,
+        cached_tiny_pretrained,
+    )
+    from tuneforge.assets.demo_subject import demo_caption
+    from tuneforge.assets.evaluators import cached_tiny_evaluators
+    from tuneforge.assets.tiny_dataset import INSTANCE_PROMPT
     from tuneforge.client.builders import cpu_resources, lora_job
 
     started = time.monotonic()
@@ -72,9 +94,14 @@ def demo(
         }
     )
 
-    err.print("[1/4] building the tiny model and dataset (cached after the first run)…")
-    model_dir = cached_tiny_model()
-    dataset_dir = cached_tiny_dataset(resolution=64)
+    cold = not any(assets_cache_dir().glob("tiny-pretrained-v2-*"))
+    err.print(
+        "[1/5] building the tiny base model, pretrained on generic shapes, and the subject "
+        + ("photos (first run: 1-2 min, then cached)…" if cold else "photos (cached)…")
+    )
+    model_dir = cached_tiny_pretrained()
+    dataset_dir = cached_demo_subject()
+    evaluators = cached_tiny_evaluators()
     out.print(f"      model:   {model_dir}\n      dataset: {dataset_dir}")
 
     missing = [
@@ -89,7 +116,8 @@ def demo(
         )
         raise typer.Exit(EXIT_FAILED)
 
-    err.print(f"[2/4] training a LoRA for {steps} steps (local Ray; the first start takes ~1 min)…")
+    prompt = demo_caption(DEMO_BACKGROUND)
+    err.print(f"[2/5] training a LoRA for {steps} steps (local Ray; the first start takes ~1 min)…")
     job = lora_job(
         DEMO_JOB,
         dataset=dataset_dir,
@@ -99,11 +127,12 @@ def demo(
         alias=DEMO_ALIAS,
         steps=steps,
         rank=4,
-        learning_rate=1e-3,
+        learning_rate=learning_rate,
         batch_size=2,
         resolution=64,
         resources=cpu_resources(workers=1, cpus_per_worker=1),
     )
+    job = with_evaluation(job, evaluators, prompt, image_steps)
     from tuneforge.embedded.foreground import run_in_foreground
 
     finished = run_job_with_progress(
@@ -111,7 +140,7 @@ def demo(
     )
     report_finished_run(finished, settings)
 
-    err.print("[3/4] serving the adapter with Ray Serve…")
+    err.print("[3/5] serving the adapter with Ray Serve…")
     from tuneforge.client.generate import AdapterSelection, generate_png
     from tuneforge.contract import AdapterRef
     from tuneforge.embedded.serving import serving_config, start_serving
@@ -124,32 +153,44 @@ def demo(
         token=token,
     )
     try:
-        err.print("[4/4] generating without and with the adapter (same prompt and seed)…")
-        images = {}
+        err.print(
+            f"[4/5] generating {len(DEMO_SEEDS)} images without and {len(DEMO_SEEDS)} with the "
+            f"adapter (same prompt and seeds: {prompt!r})…"
+        )
+        images: dict[str, list[bytes]] = {}
         for label, adapters in (
             ("base", []),
             ("lora", [AdapterSelection(AdapterRef(DEMO_MODEL, alias=DEMO_ALIAS))]),
         ):
-            images[label] = generate_png(
-                INSTANCE_PROMPT,
-                adapters,
-                url=handle.url,
-                steps=image_steps,
-                width=64,
-                height=64,
-                seed=DEMO_SEED,
-                token=token,
-            )
+            images[label] = [
+                generate_png(
+                    prompt,
+                    adapters,
+                    url=handle.url,
+                    steps=image_steps,
+                    width=64,
+                    height=64,
+                    seed=seed,
+                    token=token,
+                )
+                for seed in DEMO_SEEDS
+            ]
     finally:
         handle.stop()
-    paths = {label: output / f"{label}.png" for label in images}
-    for label, png in images.items():
-        paths[label].write_bytes(png)
+    paths = write_strips(images, output)
     same = images["base"] == images["lora"]
-    out.print(f"without adapter: {paths['base']}")
-    out.print(f"with adapter:    {paths['lora']}  ({DEMO_MODEL}@{DEMO_ALIAS})")
+    out.print(f"without adapter: {paths['base']}  (enlarged {ENLARGE}x: {paths['base-x4'].name})")
     out.print(
-        f"the two images {'are IDENTICAL (the adapter had no effect)' if same else 'differ'}; "
+        f"with adapter:    {paths['lora']}  ({DEMO_MODEL}@{DEMO_ALIAS}; "
+        f"enlarged {ENLARGE}x: {paths['lora-x4'].name})"
+    )
+    out.print(layout_line(images, sorted((dataset_dir / "instance").glob("*.png"))))
+    err.print("[5/5] writing the compare report…")
+    report = write_report(DEMO_JOB, settings, output / "compare.html")
+    out.print(evaluation_line(report))
+    out.print(f"compare report: {output / 'compare.html'}")
+    out.print(
+        f"the two strips {'are IDENTICAL (the adapter had no effect)' if same else 'differ'}; "
         f"demo took {time.monotonic() - started:.0f} s; state in {settings.home}"
     )
     if same:
