@@ -1,7 +1,7 @@
 """Pivotal tuning (under FSDP2) learns the subject: the loss on held-out subject images drops.
 
-Like `test_learning.py` and `test_learning_sharded.py`: in-process, world size 1 in a
-one-member gloo group (no Ray), scored by the denoising loss on held-out subject images
+Like `test_learning.py`: in-process, world size 1 in a one-member gloo group (no Ray;
+`test_learning_sharded.py` trains on two spawned ranks), scored by the denoising loss on held-out subject images
 training never saw, at fixed noise and timesteps (`tests/fixtures/heldout.py`). Training
 prompts are `a photo of <sks-toy>` (the captions do not name the token), so the trained
 adapter is scored with that prompt, and against the lower of the base's two scores (its
