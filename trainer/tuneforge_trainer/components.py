@@ -7,6 +7,10 @@ this single module, whatever a method trains inside it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,15 +110,62 @@ def _single_file_parts(path: Path, config_dir: Path) -> tuple[nn.Module, nn.Modu
     return pipe.text_encoder, pipe.vae, pipe.unet
 
 
-def unet_module_names(model_path: Path) -> dict[str, str]:
-    """Every UNet submodule name and its class, from the config alone (no weights read)."""
+def unet_module_names(model_path: Path, cache_dir: Path | None = None) -> dict[str, str]:
+    """Every UNet submodule name and its class, from the config alone (no weights read).
+
+    Building the module tree imports diffusers (4 s on the 2-core machine, in a driver that
+    needs nothing else from it), so the answer is kept in `cache_dir` (default: beside the
+    assets cache, `<cache>/tuneforge/unet-modules`) under a key of the config's bytes and
+    the diffusers version that built the tree: the same config answers from the file.
+    """
+    config = config_folder(model_path) / "unet" / "config.json"
+    cache = _module_names_file(config, cache_dir)
+    if cache is not None and cache.is_file():
+        try:
+            cached: dict[str, str] = json.loads(cache.read_text())
+            return cached
+        except (OSError, ValueError):
+            pass  # unreadable: build it again and rewrite it
+    names = _build_module_names(config.parent.parent)
+    if cache is not None:
+        _write_atomically(cache, json.dumps(names, sort_keys=True))
+    return names
+
+
+def _build_module_names(folder: Path) -> dict[str, str]:
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    config = UNet2DConditionModel.load_config(str(config_folder(model_path)), subfolder="unet")
+    config = UNet2DConditionModel.load_config(str(folder), subfolder="unet")
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(config)
     return {name: type(module).__name__ for name, module in unet.named_modules() if name}
+
+
+def _module_names_file(config: Path, cache_dir: Path | None) -> Path | None:
+    """The cache file for this UNet config, or None when the config cannot be read."""
+    from importlib.metadata import version
+
+    from tuneforge.settings import Settings
+
+    try:
+        content = config.read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(content + version("diffusers").encode()).hexdigest()[:32]
+    root = cache_dir or Settings().assets_cache_dir().parent / "unet-modules"
+    return root / f"{key}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `path` through a sibling temporary file; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as handle:
+            handle.write(text)
+        os.replace(handle.name, path)
+    except OSError:
+        return
 
 
 class Denoiser(nn.Module):
