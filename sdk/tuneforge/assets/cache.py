@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tuneforge.assets.demo_subject import (
     DEMO_SUBJECT_COUNT,
@@ -122,6 +123,11 @@ def _cached(target: Path, valid: Callable[[], bool], build: Callable[[bool], obj
     return target
 
 
+def _marked(info: dict[str, Any] | None, kind: str, version: int) -> bool:
+    """Whether a folder's marker says it is `kind`, built by builder `version`."""
+    return info is not None and info.get("kind") == kind and info.get("builder_version") == version
+
+
 def cached_tiny_pretrained(
     seed: int = 0, steps: int = DEFAULT_STEPS, cache_dir: Path | None = None
 ) -> Path:
@@ -134,12 +140,7 @@ def cached_tiny_pretrained(
     target = (cache_dir or assets_cache_dir()) / name
 
     def valid() -> bool:
-        info = tiny_model_info(target)
-        return (
-            info is not None
-            and info.get("kind") == PRETRAINED_KIND
-            and info.get("builder_version") == TINY_PRETRAINED_VERSION
-        )
+        return _marked(tiny_model_info(target), PRETRAINED_KIND, TINY_PRETRAINED_VERSION)
 
     return _cached(
         target,
@@ -159,12 +160,7 @@ def cached_demo_subject(
     )
 
     def valid() -> bool:
-        info = tiny_dataset_info(target)
-        return (
-            info is not None
-            and info.get("kind") == DEMO_SUBJECT_KIND
-            and info.get("builder_version") == DEMO_SUBJECT_VERSION
-        )
+        return _marked(tiny_dataset_info(target), DEMO_SUBJECT_KIND, DEMO_SUBJECT_VERSION)
 
     return _cached(
         target,

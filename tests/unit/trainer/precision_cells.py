@@ -12,17 +12,20 @@ strategy object that trained: its wrapper, shards, ZeRO partitions, loss scaler)
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.two_ranks import (
+    EXTENSIONS,
+    WORLD_SIZE,
+    join_gloo_group,
+    spawn_two_ranks,
+)
+
 RESULTS = "results.json"
-EXTENSIONS = "torch-extensions"
-WORLD_SIZE = 2
 
 
 def cell_key(strategy: str, precision: str) -> str:
@@ -132,29 +135,9 @@ def _cell(strategy: str, precision: str, paths: dict[str, str], rank: int) -> di
 
 
 def _process(rank: int, cells: list[tuple[str, str]], paths: dict[str, str], port: int) -> None:
-    import torch
     import torch.distributed as dist
 
-    log = os.open(_log_path(paths["root"], rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log, 1)  # native aborts (gloo, DeepSpeed ops) print here, read back on failure
-    os.dup2(log, 2)
-    torch.set_num_threads(1)
-    os.environ.update(
-        {
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "RANK": str(rank),
-            "WORLD_SIZE": str(WORLD_SIZE),
-            "LOCAL_RANK": str(rank),
-            "LOCAL_WORLD_SIZE": str(WORLD_SIZE),
-            "GLOO_SOCKET_IFNAME": "lo",
-            # Empty, as in a fresh pod: whatever DeepSpeed JIT-compiles would land here.
-            "TORCH_EXTENSIONS_DIR": str(Path(paths["root"]) / EXTENSIONS),
-        }
-    )
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
+    join_gloo_group(rank, paths["root"], port)
     results: dict[str, Any] = {}
     for strategy, precision in cells:
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -174,41 +157,12 @@ def _process(rank: int, cells: list[tuple[str, str]], paths: dict[str, str], por
     dist.destroy_process_group()
 
 
-def _log_path(root: str | Path, rank: int) -> Path:
-    return Path(root) / f"rank{rank}.log"
-
-
-def _log_tails(root: Path, lines: int = 15) -> str:
-    tails = []
-    for rank in range(WORLD_SIZE):
-        path = _log_path(root, rank)
-        text = path.read_text(errors="replace").splitlines() if path.exists() else []
-        tails.append(f"--- rank {rank}, last {lines} lines of {path}:\n" + "\n".join(text[-lines:]))
-    return "\n".join(tails)
-
-
 def run_matrix(
     cells: list[tuple[str, str]], model_dir: Path, dataset_dir: Path, root: Path, timeout_s: float
 ) -> dict[int, dict[str, Any]]:
     """Train every cell on two spawned gloo processes; returns each rank's results."""
-    import torch.multiprocessing as mp
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     paths = {"root": str(root), "model_dir": str(model_dir), "dataset_dir": str(dataset_dir)}
-    context = mp.start_processes(
-        _process, args=(cells, paths, port), nprocs=WORLD_SIZE, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not context.join(timeout=2):
-            if time.monotonic() > deadline:
-                for process in context.processes:
-                    process.kill()
-                raise TimeoutError(f"precision matrix still running after {timeout_s} s")
-    except Exception as error:
-        raise RuntimeError(f"{error}\n{_log_tails(root)}") from error
+    spawn_two_ranks(_process, (cells, paths), root, timeout_s, "precision matrix")
     return {
         rank: json.loads((root / f"rank{rank}-{RESULTS}").read_text()) for rank in range(WORLD_SIZE)
     }
