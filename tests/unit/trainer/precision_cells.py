@@ -23,6 +23,7 @@ from tests.fixtures.two_ranks import (
     WORLD_SIZE,
     join_gloo_group,
     spawn_two_ranks,
+    strategies_built,
 )
 
 RESULTS = "results.json"
@@ -72,14 +73,6 @@ def _train(job: Any, storage: Path, rank: int) -> dict[str, Any]:
     from tuneforge_trainer.context import LocalContext
     from tuneforge_trainer.strategies import World
 
-    built: list[Any] = []
-    original = loop.build_strategy
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        strategy = original(*args, **kwargs)
-        built.append(strategy)
-        return strategy
-
     dtypes: set[str] = set()
 
     def attention_hook(module: Any, _inputs: Any, output: Any) -> None:
@@ -88,13 +81,12 @@ def _train(job: Any, storage: Path, rank: int) -> dict[str, Any]:
 
     context = LocalContext(storage / "checkpoints")
     context.world = World(rank=rank, world_size=WORLD_SIZE)
-    loop.build_strategy = recording
     handle = torch.nn.modules.module.register_module_forward_hook(attention_hook)
     try:
-        outcome = loop.train_worker(worker_plan(job, storage), context)
+        with strategies_built() as built:
+            outcome = loop.train_worker(worker_plan(job, storage), context)
     finally:
         handle.remove()
-        loop.build_strategy = original
     strategy = built[0]
     trainable = [n for n, p in strategy.unwrapped().named_parameters() if p.requires_grad]
     return {
