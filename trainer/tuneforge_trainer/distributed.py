@@ -17,6 +17,7 @@ from tuneforge.settings import Settings
 from tuneforge.storage import is_s3_uri
 from tuneforge_trainer.errors import TrainingFailed
 from tuneforge_trainer.plan import WorkerPlan, run_name
+from tuneforge_trainer.ray_quiet import SETUP_HOOK
 
 FORWARDED_ENV_PREFIXES = ("TUNEFORGE_", "AWS_", "MLFLOW_", "HF_", "OMP_", "MKL_")
 FORWARDED_ENV = ("TRANSFORMERS_OFFLINE", "DO_NOT_TRACK", "TOKENIZERS_PARALLELISM", "NO_PROXY")
@@ -47,12 +48,14 @@ def connect_ray(settings: Settings, cpus_needed: int) -> bool:
 
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": forwarded_env()}
+    runtime_env: dict[str, Any] = {"env_vars": forwarded_env()}
     if settings.ray_address:
         ray.init(address=settings.ray_address, runtime_env=runtime_env, log_to_driver=True)
         return False
     temp_dir = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")  # short: unix socket paths
     os.environ.pop("RAY_ADDRESS", None)
+    # No dashboard here: its state API's absence is explained, and kept quiet, in ray_quiet.
+    runtime_env["worker_process_setup_hook"] = SETUP_HOOK
     ray.init(
         address="local",
         num_cpus=max(os.cpu_count() or 1, cpus_needed),
