@@ -27,6 +27,8 @@ _PASSED_THROUGH = {
     "s3_region": "TUNEFORGE_S3_REGION",
     "ray_address": "TUNEFORGE_RAY_ADDRESS",
 }
+_RAY_ADDRESS_VARIABLES = ("TUNEFORGE_RAY_ADDRESS", "RAY_ADDRESS")
+"""Where `Settings.ray_address` is read from."""
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -65,6 +67,12 @@ def child_environment(settings: Settings, base: dict[str, str] | None = None) ->
         value = getattr(settings, field)
         if value:
             env[variable] = str(value)
+    if not settings.ray_address:
+        # The settings say "start a local Ray": an address inherited from this process's
+        # environment (which Settings() would have read, but these settings do not hold)
+        # must not make the child join another cluster.
+        for variable in _RAY_ADDRESS_VARIABLES:
+            env.pop(variable, None)
     if settings.s3_secret_key is not None:
         env["TUNEFORGE_S3_SECRET_KEY"] = settings.s3_secret_key.get_secret_value()
     if settings.s3_secure is not None:

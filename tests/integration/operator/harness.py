@@ -144,16 +144,24 @@ def wait_for_condition(
     type_: str,
     status: str = "True",
     timeout_s: float = 60.0,
+    reason: str | None = None,
 ) -> dict[str, Any]:
-    """`kubectl wait --for=condition=<type>=<status>`: poll until the condition has that status."""
+    """`kubectl wait --for=condition=<type>=<status>`: poll until the condition has that status.
+
+    With `reason`, also that reason: a condition can hold one status for several reasons in
+    turn (AdapterRegistered is Unknown while training, then again while MLflow is down).
+    """
 
     def check() -> dict[str, Any] | None:
         job = get_job(kube, namespace, name)
         found = condition(job, type_)
-        return job if found is not None and found.get("status") == status else None
+        if found is None or found.get("status") != status:
+            return None
+        return job if reason is None or found.get("reason") == reason else None
 
+    wanted = f"{type_}={status}" + (f" ({reason})" if reason else "")
     result: dict[str, Any] = wait_until(
-        f"condition {type_}={status} on FineTuneJob {namespace}/{name}", check, timeout_s
+        f"condition {wanted} on FineTuneJob {namespace}/{name}", check, timeout_s
     )
     return result
 

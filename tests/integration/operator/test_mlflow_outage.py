@@ -131,7 +131,9 @@ def test_a_job_finishing_while_mlflow_is_down_registers_when_it_returns(
         )
     )
     registering.start()
-    job = wait_for_condition(kube, kube_namespace, "outage", "AdapterRegistered", "Unknown", 30)
+    job = wait_for_condition(
+        kube, kube_namespace, "outage", "AdapterRegistered", "Unknown", 30, "MlflowUnavailable"
+    )
     adapter = condition(job, "AdapterRegistered") or {}
     assert adapter["reason"] == "MlflowUnavailable" and uri in adapter["message"], adapter
     time.sleep(4)  # several failed attempts while the job waits, neither failed nor succeeded
