@@ -43,16 +43,14 @@ def assets_cache_dir(settings: Settings | None = None) -> Path:
 def cached_tiny_model(seed: int = 0, cache_dir: Path | None = None) -> Path:
     """The tiny model for `seed`, built into the cache on first use."""
     target = (cache_dir or assets_cache_dir()) / f"tiny-model-v{TINY_MODEL_VERSION}-seed{seed}"
-    info = tiny_model_info(target)
-    if info is not None and info.get("builder_version") == TINY_MODEL_VERSION:
-        return target
-    try:
-        # A folder without a valid marker is debris from an older layout: replace it.
-        build_tiny_model(target, seed=seed, overwrite=target.exists())
-    except FileExistsError:
-        if tiny_model_info(target) is None:
-            raise
-    return target
+
+    def valid() -> bool:
+        info = tiny_model_info(target)
+        return info is not None and info.get("builder_version") == TINY_MODEL_VERSION
+
+    return _cached(
+        target, valid, lambda overwrite: build_tiny_model(target, seed=seed, overwrite=overwrite)
+    )
 
 
 def cached_tiny_dataset(
@@ -68,22 +66,23 @@ def cached_tiny_dataset(
         f"-c{num_class}-seed{seed}"
     )
     target = (cache_dir or assets_cache_dir()) / name
-    info = tiny_dataset_info(target)
-    if info is not None and info.get("builder_version") == TINY_DATASET_VERSION:
-        return target
-    try:
-        build_tiny_dataset(
+
+    def valid() -> bool:
+        info = tiny_dataset_info(target)
+        return info is not None and info.get("builder_version") == TINY_DATASET_VERSION
+
+    return _cached(
+        target,
+        valid,
+        lambda overwrite: build_tiny_dataset(
             target,
             resolution=resolution,
             num_instance=num_instance,
             num_class=num_class,
             seed=seed,
-            overwrite=target.exists(),
-        )
-    except FileExistsError:
-        if tiny_dataset_info(target) is None:
-            raise
-    return target
+            overwrite=overwrite,
+        ),
+    )
 
 
 HELDOUT_SEED = 1

@@ -79,6 +79,7 @@ def demo(
     from tuneforge.assets.demo_subject import demo_caption
     from tuneforge.assets.evaluators import cached_tiny_evaluators
     from tuneforge.assets.tiny_dataset import INSTANCE_PROMPT
+    from tuneforge.assets.tiny_pretrained import TINY_PRETRAINED_VERSION
     from tuneforge.client.builders import cpu_resources, lora_job
 
     started = time.monotonic()
@@ -94,7 +95,7 @@ def demo(
         }
     )
 
-    cold = not any(assets_cache_dir().glob("tiny-pretrained-v2-*"))
+    cold = not any(assets_cache_dir().glob(f"tiny-pretrained-v{TINY_PRETRAINED_VERSION}-*"))
     err.print(
         "[1/5] building the tiny base model, pretrained on generic shapes, and the subject "
         + ("photos (first run: 1-2 min, then cached)…" if cold else "photos (cached)…")
