@@ -118,15 +118,15 @@ def unet_module_names(model_path: Path, cache_dir: Path | None = None) -> dict[s
     assets cache, `<cache>/tuneforge/unet-modules`) under a key of the config's bytes and
     the diffusers version that built the tree: the same config answers from the file.
     """
-    config = config_folder(model_path) / "unet" / "config.json"
-    cache = _module_names_file(config, cache_dir)
+    folder = config_folder(model_path)
+    cache = _module_names_file(folder / "unet" / "config.json", cache_dir)
     if cache is not None and cache.is_file():
         try:
             cached: dict[str, str] = json.loads(cache.read_text())
             return cached
         except (OSError, ValueError):
             pass  # unreadable: build it again and rewrite it
-    names = _build_module_names(config.parent.parent)
+    names = _build_module_names(folder)
     if cache is not None:
         _write_atomically(cache, json.dumps(names, sort_keys=True))
     return names
